@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny random-weight models in the real folder layouts, built once per machine and cached.
+
+The folders come from ``artaug.tiny`` (cached under ``$ARTAUG_CACHE`` or ``~/.cache/artaug``); the build is atomic,
+so pytest-xdist workers may ask for them at the same time. Engineers: append your fixtures below, keep these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from artaug.tiny import tiny_critic_path, tiny_painter_path
+
+
+@pytest.fixture(scope="session")
+def tiny_painter_dir() -> Path:
+    """A tiny FLUX folder: ``FluxPipeline.from_pretrained(tiny_painter_dir)`` loads it like FLUX.1-dev."""
+    return tiny_painter_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_critic_dir() -> Path:
+    """A tiny Qwen2-VL folder for ``AutoProcessor`` / ``AutoModelForImageTextToText.from_pretrained``."""
+    return tiny_critic_path("qwen2-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_critic25_dir() -> Path:
+    """A tiny Qwen2.5-VL folder for ``AutoProcessor`` / ``AutoModelForImageTextToText.from_pretrained``."""
+    return tiny_critic_path("qwen2.5-vl")
