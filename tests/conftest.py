@@ -29,3 +29,12 @@ def tiny_critic_dir() -> Path:
 def tiny_critic25_dir() -> Path:
     """A tiny Qwen2.5-VL folder for ``AutoProcessor`` / ``AutoModelForImageTextToText.from_pretrained``."""
     return tiny_critic_path("qwen2.5-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir() -> Path:
+    """A tiny CLIP (vision + text) folder for ``CLIPModel`` / ``CLIPProcessor.from_pretrained``, built with the tiny
+    painter's CLIP tokenizer; the judge's scorers load it like ``openai/clip-vit-large-patch14``."""
+    from artaug.tiny.clip import tiny_clip_path
+
+    return tiny_clip_path()
