@@ -1,0 +1,155 @@
+"""Boxes to masks, and the two ways of letting a region's prompt steer only its region.
+
+Pure tensor functions, no model. Geometry follows FLUX: the VAE downsamples 8x and the transformer packs 2x2 latent
+pixels into one token, so one token covers 16x16 image pixels, and the packed sequence is row-major like FLUX's
+``img_ids`` (token ``k`` is row ``k // (width // 16)``, column ``k % (width // 16)``).
+
+* ``blend`` is ArtAug's partition formula (the normalised mean of the global and the regional predictions).
+* ``joint_attention_mask`` is the single-pass alternative: region prompts' text tokens join the joint attention
+  sequence, and a boolean mask lets each of them see only its own box's image tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from artaug.types import Box
+
+# Image pixels per packed token along each side: VAE scale factor 8 x 2x2 packing.
+TOKEN_PIXELS = 16
+
+
+def token_grid(height: int, width: int) -> tuple[int, int]:
+    """Rows and columns of packed tokens for an image; raises if the size is not a multiple of 16 px."""
+    if height <= 0 or width <= 0 or height % TOKEN_PIXELS or width % TOKEN_PIXELS:
+        raise ValueError(
+            f"height and width must be positive multiples of {TOKEN_PIXELS} pixels (FLUX packs 16x16 pixels into "
+            f"one token), got {height}x{width}; nearest valid size: "
+            f"{_round_to_token(height)}x{_round_to_token(width)}"
+        )
+    return height // TOKEN_PIXELS, width // TOKEN_PIXELS
+
+
+def _round_to_token(size: int) -> int:
+    return max(TOKEN_PIXELS, round(size / TOKEN_PIXELS) * TOKEN_PIXELS)
+
+
+def pixel_mask(box: Box, height: int, width: int) -> torch.Tensor:
+    """A ``(height, width)`` float mask: 1 inside the box (corners rounded outwards, as ``Box.to_pixels``), else 0."""
+    x0, y0, x1, y1 = box.to_pixels(width, height)
+    mask = torch.zeros(height, width)
+    mask[y0:y1, x0:x1] = 1.0
+    return mask
+
+
+def token_mask(box: Box, height: int, width: int) -> torch.Tensor:
+    """The box as a ``(S,)`` packed-token mask: each token's fractional pixel coverage, row-major like ``img_ids``."""
+    token_grid(height, width)
+    pooled = F.avg_pool2d(pixel_mask(box, height, width)[None, None], TOKEN_PIXELS)
+    return pooled.flatten()
+
+
+def token_masks(boxes: Sequence[Box], height: int, width: int) -> torch.Tensor:
+    """``(N, S)`` packed-token masks for N boxes (``(0, S)`` for none)."""
+    rows, cols = token_grid(height, width)
+    if not boxes:
+        return torch.zeros(0, rows * cols)
+    return torch.stack([token_mask(box, height, width) for box in boxes])
+
+
+def gaussian_kernel(sigma: float, kernel_size: int | None = None) -> torch.Tensor:
+    """A normalised 1-D Gaussian; the default size ``2 * ceil(3 * sigma) + 1`` keeps 99.7% of the mass."""
+    if sigma <= 0:
+        raise ValueError(f"blur sigma must be > 0, got {sigma}")
+    if kernel_size is None:
+        kernel_size = 2 * math.ceil(3 * sigma) + 1
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"blur kernel size must be a positive odd number, got {kernel_size}")
+    x = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return (kernel / kernel.sum()).float()
+
+
+def blur_token_masks(
+    masks: torch.Tensor, height: int, width: int, sigma: float, kernel_size: int | None = None
+) -> torch.Tensor:
+    """Gaussian-blur ``(N, S)`` token masks on the token grid (``sigma`` in tokens, i.e. units of 16 px).
+
+    This is ``B`` of the partition formula (the ArtAug reference used kernel 33, sigma 10). Edges are padded by
+    replication so a box touching the image border keeps full weight there.
+    """
+    rows, cols = token_grid(height, width)
+    if masks.shape[-1] != rows * cols:
+        raise ValueError(f"masks have {masks.shape[-1]} tokens, a {height}x{width} image has {rows * cols}")
+    if masks.shape[0] == 0:
+        return masks
+    kernel = gaussian_kernel(sigma, kernel_size).to(masks.device, masks.dtype)
+    pad = kernel.numel() // 2
+    grid = masks.reshape(-1, 1, rows, cols)
+    # Separable blur: rows, then columns. Replicate padding works for any pad width.
+    grid = F.conv2d(F.pad(grid, (pad, pad, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    grid = F.conv2d(F.pad(grid, (0, 0, pad, pad), mode="replicate"), kernel.view(1, 1, -1, 1))
+    return grid.reshape(masks.shape)
+
+
+def blend(
+    v_global: torch.Tensor,
+    v_regions: torch.Tensor,
+    masks: torch.Tensor,
+    strengths: Sequence[float] | torch.Tensor,
+) -> torch.Tensor:
+    """ArtAug's partition formula: ``(v(P) + sum_i s_i B(M_i) v(P_i)) / (1 + sum_i s_i B(M_i))``.
+
+    ``v_global`` is ``(..., S, C)``, ``v_regions`` is ``(N, ..., S, C)`` (one prediction per region prompt), ``masks``
+    is ``(N, S)`` (already blurred if wanted) and ``strengths`` has N entries. It is evaluated in the algebraically
+    equal residual form ``v(P) + sum_i w_i (v(P_i) - v(P)) / (1 + sum_i w_i)`` with ``w_i = s_i M_i``, so that the
+    result is *bit-exactly* the global prediction wherever every mask is 0, and wherever the regional predictions
+    equal the global one.
+    """
+    n = v_regions.shape[0]
+    if masks.shape[0] != n or len(strengths) != n:
+        raise ValueError(f"blend needs one mask and one strength per region: {n} predictions, {masks.shape[0]} masks")
+    if v_regions.shape[1:] != v_global.shape:
+        raise ValueError(f"regional predictions {tuple(v_regions.shape)} do not match global {tuple(v_global.shape)}")
+    if n == 0:
+        return v_global
+    s = torch.as_tensor(strengths, dtype=torch.float32, device=masks.device)
+    weights = s[:, None] * masks.float()  # (N, S)
+    # (N, 1, ..., 1, S, 1): broadcast over leading batch dims of v_global and over the channel dim.
+    weights = weights.view(n, *([1] * (v_global.dim() - 2)), -1, 1).to(v_global.device, torch.float32)
+    delta = (weights * (v_regions.float() - v_global.float()[None])).sum(0) / (1 + weights.sum(0))
+    return (v_global.float() + delta).to(v_global.dtype)
+
+
+def joint_attention_mask(text_len: int, region_text_lens: Sequence[int], masks: torch.Tensor) -> torch.Tensor:
+    """The ``(L, L)`` boolean attention mask (True = may attend) for single-pass regional prompting.
+
+    Sequence order is ``base text | region 1 text | ... | region N text | image`` (FLUX puts text before image).
+    Rules: base text <-> everything; image <-> image; region i's text <-> itself and the image tokens its box
+    touches (``masks[i] > 0``); nothing else (no region text <-> other region text, no image token outside a box
+    <-> that box's text). With no regions the mask is all True, which SDPA treats exactly like no mask.
+    """
+    n = len(region_text_lens)
+    if masks.shape[0] != n:
+        raise ValueError(f"need one token mask per region: {n} regions, {masks.shape[0]} masks")
+    image_len = masks.shape[1]
+    total = text_len + sum(region_text_lens) + image_len
+    image = slice(total - image_len, total)
+    allowed = torch.zeros(total, total, dtype=torch.bool)
+    allowed[:text_len, :] = True
+    allowed[:, :text_len] = True
+    allowed[image, image] = True
+    start = text_len
+    for length, mask in zip(region_text_lens, masks, strict=True):
+        region = slice(start, start + length)
+        inside = torch.zeros(total, dtype=torch.bool)
+        inside[image] = mask > 0
+        allowed[region, region] = True
+        allowed[region, :] |= inside
+        allowed[:, region] |= inside[:, None]
+        start += length
+    return allowed
