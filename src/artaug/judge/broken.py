@@ -30,11 +30,11 @@ class BrokenConfig:
 
     black_level: float = field(
         default=0.08,
-        metadata={"help": "Near-black if the 98th percentile of luminance is below this (almost nothing is lit)."},
+        metadata={"help": "Near-black if the 99.5th percentile of luminance is below this (almost nothing is lit)."},
     )
     white_level: float = field(
         default=0.92,
-        metadata={"help": "Near-white if the 2nd percentile of luminance is above this (almost nothing is dark)."},
+        metadata={"help": "Near-white if the 0.5th percentile of luminance is above this (almost nothing is dark)."},
     )
     flat_std: float = field(
         default=0.02,
@@ -67,7 +67,7 @@ def check(image: Image.Image, latents: torch.Tensor | None = None, config: Broke
     """Every reason ``image`` (and the ``latents`` it was decoded from, if given) looks broken; empty if sound.
 
     Each problem is a short human-readable sentence with the measured value and the threshold it crossed, e.g.
-    ``"near-black: 98th percentile luminance 0.012 < 0.080"``.
+    ``"near-black: 99.5th percentile luminance 0.012 < 0.080"``.
     """
     config = config or BrokenConfig()
     problems: list[str] = []
@@ -84,11 +84,11 @@ def check(image: Image.Image, latents: torch.Tensor | None = None, config: Broke
 
     # 3. Exposure, flatness and clipping, from global statistics.
     luma = pixels @ _LUMA
-    low, high = np.percentile(luma, [2.0, 98.0])
+    low, high = np.percentile(luma, [0.5, 99.5])
     if high < config.black_level:
-        problems.append(f"near-black: 98th percentile luminance {high:.3f} < {config.black_level:.3f}")
+        problems.append(f"near-black: 99.5th percentile luminance {high:.3f} < {config.black_level:.3f}")
     if low > config.white_level:
-        problems.append(f"near-white: 2nd percentile luminance {low:.3f} > {config.white_level:.3f}")
+        problems.append(f"near-white: 0.5th percentile luminance {low:.3f} > {config.white_level:.3f}")
     spread = float(pixels.reshape(-1, 3).std(axis=0).max())
     if spread < config.flat_std:
         problems.append(f"near-flat: largest channel std {spread:.4f} < {config.flat_std:.4f}")

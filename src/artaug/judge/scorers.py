@@ -331,7 +331,7 @@ class PairwiseVLMJudge:
 
 
 # The letters themselves are matched case-sensitively: a leading lowercase "a" is an article, not a vote.
-_LEADING_LETTER = re.compile(r"^\W*(?:(?i:image|answer)\s*:?\s*)?([AB])\b")
+_LEADING_LETTER = re.compile(r"^\W*(?:(?i:answer)\s*:?\s*)?([AB])\b(?!\s+(?i:or|and)\b)")
 _NAMED_IMAGE = re.compile(r"\b(?i:image|painting|picture|option)\s+([AB])\b")
 _BARE_LETTER = re.compile(r"\b([AB])\b")
 
@@ -339,8 +339,8 @@ _BARE_LETTER = re.compile(r"\b([AB])\b")
 def parse_choice(answer: str) -> str | None:
     """``"A"``, ``"B"`` or ``None`` from a judge's free text. Ambiguous answers (naming both) are ``None``.
 
-    Tried in order: a leading letter ("B", "B.", "Image B is better", "Answer: A"); then images named in the
-    text ("I prefer image A"); then capital letters standing alone ("The better one is B").
+    Tried in order: a leading letter ("B", "B.", "(A)", "Answer: A", but not "A or B"); then the images named in the
+    text ("Image B is better", "I prefer image A"); then capital letters standing alone ("The better one is B").
     """
     text = answer.strip()
     if match := _LEADING_LETTER.match(text):
