@@ -193,7 +193,14 @@ def _resolve_file(path_or_hub_file: str | Path) -> Path:
         raise FileNotFoundError(f"no such file: {path_or_hub_file} (nor a hub file of the form 'owner/repo/file')")
     from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download(repo_id="/".join(parts[:2]), filename="/".join(parts[2:])))
+    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    try:
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+    except Exception as error:  # offline, unknown repo, missing file: one message naming both readings
+        raise FileNotFoundError(
+            f"{path_or_hub_file} is neither a local file nor downloadable as {filename!r} from hub repo {repo_id!r}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
 
 
 class AestheticScorer:
@@ -312,7 +319,10 @@ class PairwiseVLMJudge:
         self.history: list[PairwiseResult] = []
 
     def prefer(self, before: Image.Image, after: Image.Image, prompt: str) -> float:
-        """Probability in ``[0, 1]`` that ``after`` is the better painting; the details land in ``history``."""
+        """Probability in ``[0, 1]`` that ``after`` is the better painting; the details land in ``history``.
+
+        A failing critic (its ``CriticError``) propagates: the caller decides whether the round is skipped.
+        """
         return self.judge(before, after, prompt).preference
 
     def judge(self, before: Image.Image, after: Image.Image, prompt: str) -> PairwiseResult:
