@@ -1,5 +1,75 @@
-"""The critic: image + prompt -> ``Critique``. Prompts (templates), parsing and transport are separate modules."""
+"""The critic: image + prompt -> ``Critique``. Prompts (templates), parsing and transport are separate modules.
 
+- ``parse_critique(text, image_size, convention, processed_size)``: the one boundary where a VLM's text becomes
+  validated edits (``parse.py``);
+- ``load_template`` / ``Template``: versioned instruction files (``prompts.py``, ``templates/``);
+- ``LocalCritic.from_pretrained(hub_id_or_folder)``: transformers in this process (``local.py``);
+- ``RemoteCritic(base_url, model)``: any OpenAI-compatible endpoint (``remote.py``, which lists vLLM, SGLang,
+  LMDeploy, DashScope and OpenAI examples);
+- ``load_critic(spec)``: a URL gives a ``RemoteCritic``, anything else a ``LocalCritic``;
+- ``CachedCritic(critic, folder)``: the same methods, answered from an on-disk cache when possible (``cache.py``);
+- ``draw_critique(image, critique)``: boxes and local prompts drawn on the painting (``draw.py``).
+
+Every backend has ``critique(image, prompt)``, ``critique_batch(images, prompts)``, ``ask(images, text,
+max_new_tokens)`` (raw text, for the pairwise judge), ``model_id``, ``name`` and ``template_version``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from artaug.critic.base import Critic, CriticError
+from artaug.critic.cache import CachedCritic, CritiqueCache, image_hash
+from artaug.critic.draw import draw_critique
 from artaug.critic.parse import CONVENTIONS, parse_critique
+from artaug.critic.prompts import Template, load_template
 
-__all__ = ["CONVENTIONS", "parse_critique"]
+if TYPE_CHECKING:
+    from artaug.critic.local import LocalCritic
+    from artaug.critic.remote import RemoteCritic
+
+__all__ = [
+    "CONVENTIONS",
+    "CachedCritic",
+    "Critic",
+    "CriticError",
+    "CritiqueCache",
+    "LocalCritic",
+    "RemoteCritic",
+    "Template",
+    "draw_critique",
+    "image_hash",
+    "is_url",
+    "load_critic",
+    "load_template",
+    "parse_critique",
+]
+
+
+def is_url(spec: str) -> bool:
+    return str(spec).startswith(("http://", "https://"))
+
+
+def load_critic(spec: str, **options: Any) -> Critic:
+    """A critic from one string: an ``http(s)://`` base URL gives a ``RemoteCritic`` (``model=`` names the served
+    model), anything else (a hub id or a local folder) a ``LocalCritic.from_pretrained``. ``options`` go to those."""
+    if is_url(spec):
+        from artaug.critic.remote import RemoteCritic
+
+        return RemoteCritic(spec, **options)
+    from artaug.critic.local import LocalCritic
+
+    return LocalCritic.from_pretrained(spec, **options)
+
+
+def __getattr__(name: str) -> Any:
+    # The backends import torch / openai; load them only when asked for.
+    if name == "LocalCritic":
+        from artaug.critic.local import LocalCritic
+
+        return LocalCritic
+    if name == "RemoteCritic":
+        from artaug.critic.remote import RemoteCritic
+
+        return RemoteCritic
+    raise AttributeError(f"module 'artaug.critic' has no attribute {name!r}")
