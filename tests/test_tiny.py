@@ -197,8 +197,8 @@ def test_critic_folder_is_complete_for_serving(tiny_critic_dir):
 
 def test_bpe_merges_depend_on_the_corpus_alone():
     words = {"aab": 3, "abab": 2, "bb": 2}
-    merges = train_bpe_merges(dict(words), 10)  # type: ignore[arg-type]
-    assert merges == train_bpe_merges(dict(reversed(words.items())), 10)  # type: ignore[arg-type]
+    merges = train_bpe_merges(dict(words), 10)
+    assert merges == train_bpe_merges(dict(reversed(words.items())), 10)
     assert merges[0] == ("a", "b")  # the most frequent pair: 3 + 2·2 = 7
     assert len(corpus()) >= 300
 

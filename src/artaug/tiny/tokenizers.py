@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from tokenizers import pre_tokenizers
 from transformers import CLIPTokenizer, Qwen2Tokenizer, T5Tokenizer
@@ -62,7 +62,7 @@ def _merge_word(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, .
     return tuple(out)
 
 
-def train_bpe_merges(words: Counter[str], num_merges: int, end_of_word_suffix: str = "") -> list[tuple[str, str]]:
+def train_bpe_merges(words: Mapping[str, int], num_merges: int, end_of_word_suffix: str = "") -> list[tuple[str, str]]:
     """Byte-pair encoding (Sennrich et al., 2016): repeatedly merge the most frequent adjacent pair.
 
     Ties are broken by the pair's text, so the merge list depends on the corpus alone. Stops early once no pair
