@@ -324,8 +324,9 @@ def test_parse_choice(answer, choice):
 
 
 def test_pairwise_with_the_real_local_critic(tiny_critic_dir):
-    critic_module = pytest.importorskip("artaug.critic.local", reason="LocalCritic not built yet by the critic issue")
-    critic = critic_module.LocalCritic.from_pretrained(tiny_critic_dir, device="cpu")
+    from artaug.critic.local import LocalCritic
+
+    critic = LocalCritic.from_pretrained(tiny_critic_dir, device="cpu")
     result = PairwiseVLMJudge(critic, max_new_tokens=4).judge(DARK, BRIGHT, "a forest")
     assert len(result.answers) == 2 and all(isinstance(a, str) for a in result.answers)
     assert result.choices == [parse_choice(a) for a in result.answers]
