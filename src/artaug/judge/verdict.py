@@ -175,7 +175,7 @@ class Judge:
 
         # 3. Not worse by more than epsilon, per scorer.
         for scorer in self.scorers:
-            epsilon = self._epsilon(scorer.name)
+            epsilon = self.epsilon(scorer.name)
             ok, reason = _not_worse(scorer.name, before_scores[scorer.name], after_scores[scorer.name], epsilon)
             accepted &= ok
             reasons.append(reason)
@@ -195,7 +195,8 @@ class Judge:
                 reasons.append("pairwise: not asked, already rejected")
         return Verdict(accepted=accepted, reasons=reasons, scores=after_scores, problems=[], preference=preference)
 
-    def _epsilon(self, name: str) -> float:
+    def epsilon(self, name: str) -> float:
+        """How much lower a revision may score on ``name`` and still be accepted (0 for scorers without one)."""
         epsilons = {"aesthetic": self.config.aesthetic_epsilon, "alignment": self.config.alignment_epsilon}
         return epsilons.get(name, 0.0)
 
