@@ -1,0 +1,435 @@
+"""The training orchestrator: (differential) LoRA training of a FLUX transformer on cached pairs.
+
+``train_lora`` reads top to bottom: load and cache once, stage 1 on the *before* images fused into the base
+(differential mode), stage 2 on the *after* images, save. ``train_stage`` is one LoRA's training loop; every random
+draw of it comes from one generator whose state is checkpointed with the LoRA, optimizer and step, so a resumed run
+ends bit-identical to an uninterrupted one. It runs under ``accelerate launch`` unchanged (one process per GPU,
+disjoint examples per process, gradients all-reduced by DDP).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from artaug.train.config import TrainConfig
+from artaug.train.data import CachedData, TrainPair, as_pairs, cache_pairs, dataset_hash, image_ids
+from artaug.train.flow import add_noise, flow_matching_loss, sample_sigmas
+from artaug.train.lora_io import Lora, lora_from_peft, modelspec, save_kohya, save_lora
+
+ADAPTER = "artaug"
+
+
+@dataclass
+class StageResult:
+    """One trained LoRA: its layers, the loss of every optimizer step, and what it cost."""
+
+    lora: Lora
+    losses: list[float]
+    steps: int
+    seconds: float = 0.0
+    peak_memory_bytes: int | None = None
+
+
+@dataclass
+class TrainResult:
+    """What ``train_lora`` produced: the kept LoRA (stage 2 in differential mode) and its file(s)."""
+
+    lora: Lora
+    path: Path
+    metadata: dict[str, str]
+    stages: dict[str, StageResult] = field(default_factory=dict)
+    kohya_path: Path | None = None
+
+
+def lora_config(config: TrainConfig):
+    """A peft ``LoraConfig`` matching only block-level layers named by ``config.target_modules``.
+
+    A regex rather than a suffix list, because ``proj_out`` also names FLUX's final output layer, which stays frozen.
+    A name may be qualified with its block kind (``single_transformer_blocks.attn.to_q``) to adapt only that kind.
+    """
+    import re
+
+    from peft import LoraConfig
+
+    either, alternatives = [], []
+    for name in config.target_modules:
+        kind, _, rest = name.partition(".")
+        if kind in ("transformer_blocks", "single_transformer_blocks"):
+            alternatives.append(rf"{kind}\.\d+\.{re.escape(rest)}")
+        else:
+            either.append(re.escape(name))
+    if either:
+        alternatives.append(rf"(transformer_blocks|single_transformer_blocks)\.\d+\.({'|'.join(either)})")
+    return LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        init_lora_weights="gaussian",
+        target_modules=rf"^({'|'.join(alternatives)})$",
+    )
+
+
+def _lora_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if ".lora_A." in n or ".lora_B." in n}
+
+
+def _make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adamw8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError as e:
+            raise ImportError(
+                "optimizer 'adamw8bit' needs bitsandbytes: pip install 'artaug[train8bit]' (or use 'adamw')"
+            ) from e
+        return bnb.optim.AdamW8bit(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+class _ExampleOrder:
+    """Epoch-wise random permutations, addressed by a global example counter, so the order needs no state."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self._epoch, self._perm = n, seed, -1, torch.arange(n)
+
+    def __call__(self, position: int) -> int:
+        epoch = position // self.n
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        return int(self._perm[position % self.n])
+
+
+# ------------------------------------------------------------------------------------------------------ checkpoints
+
+
+def _checkpoints(stage_dir: Path) -> list[Path]:
+    return sorted((stage_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+
+
+def _save_checkpoint(stage_dir: Path, step: int, model, optimizer, scheduler, generator, losses, keep: int) -> None:
+    from safetensors.torch import save_file
+
+    final = stage_dir / "checkpoints" / f"step-{step:07d}"
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({n: p.detach().cpu().contiguous() for n, p in _lora_parameters(model).items()}, tmp / "lora.safetensors")
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "generator": generator.get_state()},
+        tmp / "state.pt",
+    )
+    (tmp / "progress.json").write_text(json.dumps({"step": step, "losses": losses}))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)  # atomic: a crash mid-save leaves only a *.tmp folder, which is never read
+    for old in _checkpoints(stage_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(path: Path, model, optimizer, scheduler, generator) -> tuple[int, list[float]]:
+    from safetensors.torch import load_file
+
+    saved = load_file(path / "lora.safetensors")
+    params = _lora_parameters(model)
+    if set(saved) != set(params):
+        raise ValueError(f"checkpoint {path} does not match this LoRA configuration (different layers or adapter)")
+    with torch.no_grad():
+        for name, tensor in saved.items():
+            params[name].copy_(tensor)
+    state = torch.load(path / "state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    progress = json.loads((path / "progress.json").read_text())
+    return progress["step"], progress["losses"]
+
+
+# ------------------------------------------------------------------------------------------------------ one stage
+
+
+def train_stage(
+    transformer: torch.nn.Module,
+    data: CachedData,
+    config: TrainConfig,
+    stage_dir: str | Path,
+    accelerator=None,
+    stage_seed: int = 0,
+    stop_after: int | None = None,
+) -> StageResult:
+    """Train a fresh LoRA (adapter ``artaug``, left in ``transformer``: fuse or unload it next) on ``data``.
+
+    Resumes from the newest checkpoint in ``stage_dir/checkpoints``. ``stop_after`` ends the loop early after that
+    many optimizer steps (with a checkpoint), as an interruption would: tests and time-boxed jobs use it.
+    """
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
+    stage_dir = Path(stage_dir)
+    started = time.perf_counter()
+
+    # 1. Fresh LoRA layers (seeded init), frozen base in the training precision, LoRA parameters in float32.
+    weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
+    transformer.requires_grad_(False)
+    transformer.to(accelerator.device, weight_dtype)
+    torch.manual_seed(config.seed + stage_seed)
+    transformer.add_adapter(lora_config(config), adapter_name=ADAPTER)
+    params = list(_lora_parameters(transformer).values())
+    for p in params:
+        p.data = p.data.float()
+        p.requires_grad_(True)
+    if config.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    transformer.train()
+
+    # 2. Optimizer, warm-up schedule and the one generator of every random draw.
+    optimizer = _make_optimizer(params, config)
+    warmup = config.lr_warmup_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
+    rank, world = accelerator.process_index, accelerator.num_processes
+    generator = torch.Generator().manual_seed(config.seed * 7919 + stage_seed * 131 + rank)
+    order = _ExampleOrder(len(data), config.seed + stage_seed)
+
+    # 3. Resume from the newest checkpoint, if any (before prepare: plain modules and optimizer).
+    step, losses = 0, []
+    if _checkpoints(stage_dir):
+        step, losses = _load_checkpoint(_checkpoints(stage_dir)[-1], transformer, optimizer, scheduler, generator)
+    model, optimizer = accelerator.prepare(transformer, optimizer)
+
+    # 4. Fixed inputs: positional ids and the guidance embedding value.
+    device = accelerator.device
+    img_ids = image_ids(*data.latent_size).to(device)
+    txt_ids = torch.zeros(data.prompt_embeds.shape[1], 3, device=device)
+    guidance = torch.full((config.batch_size,), config.guidance, device=device) if _has_guidance(transformer) else None
+
+    # 5. The loop: micro-batches accumulate into one optimizer step; checkpoints only at step boundaries.
+    end = config.steps if stop_after is None else min(config.steps, step + stop_after)
+    bar = tqdm(
+        total=config.steps,
+        initial=step,
+        disable=not (config.progress and accelerator.is_main_process),
+        desc=f"train {stage_dir.name}",
+    )
+    ga, bs = config.gradient_accumulation_steps, config.batch_size
+    while step < end:
+        step_loss = 0.0
+        for micro in range(ga):
+            first = ((step * ga + micro) * world + rank) * bs
+            index = torch.tensor([order(first + j) for j in range(bs)])
+            x0 = data.latents[index].to(device)
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            sigmas, weights = sample_sigmas(
+                bs, generator, config.timestep_sampling, config.shift, config.logit_mean, config.logit_std
+            )
+            x_t = add_noise(x0, noise, sigmas)
+            sync = accelerator.no_sync(model) if micro < ga - 1 else _nullcontext()
+            with sync, accelerator.autocast():
+                prediction = model(
+                    hidden_states=x_t.to(weight_dtype),
+                    timestep=sigmas.to(device, weight_dtype),
+                    guidance=guidance,
+                    pooled_projections=data.pooled_embeds[index].to(device, weight_dtype),
+                    encoder_hidden_states=data.prompt_embeds[index].to(device, weight_dtype),
+                    txt_ids=txt_ids,
+                    img_ids=img_ids,
+                    return_dict=False,
+                )[0]
+                loss = flow_matching_loss(prediction, x0, noise, weights.to(device))
+                accelerator.backward(loss / ga)
+            step_loss += loss.detach().float() / ga
+        if config.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(float(accelerator.reduce(step_loss.to(device), reduction="mean")))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if accelerator.is_main_process and (
+            step == end or (config.checkpoint_every and step % config.checkpoint_every == 0)
+        ):
+            _save_checkpoint(
+                stage_dir,
+                step,
+                accelerator.unwrap_model(model),
+                optimizer,
+                scheduler,
+                generator,
+                losses,
+                config.keep_checkpoints,
+            )
+        accelerator.wait_for_everyone()
+    bar.close()
+
+    # 6. Hand the trained layers back; the adapter stays in place for the caller to fuse or unload.
+    transformer = accelerator.unwrap_model(model)
+    lora = lora_from_peft(
+        {n.replace(f".{ADAPTER}", ""): p for n, p in _lora_parameters(transformer).items()}, config.alpha
+    )
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    result = StageResult(lora, losses, step, time.perf_counter() - started, peak)
+    if config.gradient_checkpointing:
+        transformer.disable_gradient_checkpointing()
+    transformer.eval()
+    return result
+
+
+@torch.no_grad()
+def validation_loss(transformer, data: CachedData, config: TrainConfig, draws: int = 4, seed: int = 1234) -> float:
+    """Mean flow-matching loss over every example with fixed noise and sigmas: comparable between two models."""
+    generator = torch.Generator().manual_seed(seed)
+    device, dtype = transformer.device, transformer.dtype
+    img_ids = image_ids(*data.latent_size).to(device)
+    txt_ids = torch.zeros(data.prompt_embeds.shape[1], 3, device=device)
+    n = len(data)
+    guidance = torch.full((n,), config.guidance, device=device) if _has_guidance(transformer) else None
+    total = 0.0
+    for _ in range(draws):
+        x0 = data.latents.to(device)
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        sigmas, weights = sample_sigmas(
+            n, generator, config.timestep_sampling, config.shift, config.logit_mean, config.logit_std
+        )
+        prediction = transformer(
+            hidden_states=add_noise(x0, noise, sigmas).to(dtype),
+            timestep=sigmas.to(device, dtype),
+            guidance=guidance,
+            pooled_projections=data.pooled_embeds.to(device, dtype),
+            encoder_hidden_states=data.prompt_embeds.to(device, dtype),
+            txt_ids=txt_ids,
+            img_ids=img_ids,
+            return_dict=False,
+        )[0]
+        total += float(flow_matching_loss(prediction, x0, noise, weights.to(device)))
+    return total / draws
+
+
+def _has_guidance(transformer) -> bool:
+    return bool(getattr(transformer.config, "guidance_embeds", False))
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ------------------------------------------------------------------------------------------------------ orchestrator
+
+
+def train_lora(
+    painter: str | Path | Any,
+    pairs: Iterable[Any],
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    base_model: str | None = None,
+    kohya: bool = False,
+    stop_after: int | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train the LoRA of ``config.mode`` on ``pairs`` and write ``out_dir/pytorch_lora_weights.safetensors``.
+
+    ``painter`` is a hub id or folder of a FLUX pipeline, or a loaded ``FluxPipeline`` (its transformer is
+    restored exactly after differential training: the stage-1 fused weights are put back from a CPU copy).
+    ``pairs``: ``TrainPair``s, ``(prompt, before, after)`` tuples or ``PairRecord``s. Re-running with the same
+    ``out_dir`` resumes where the last run stopped.
+    """
+    from accelerate import Accelerator
+    from diffusers import FluxPipeline
+
+    # 1. Check inputs; dump the config next to the output.
+    pairs: list[TrainPair] = as_pairs(pairs)
+    out_dir = Path(out_dir)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        config.save_toml(out_dir / "train_config.toml")
+
+    # 2. The pipeline: loaded here (and its text encoders dropped after caching), or borrowed.
+    owned = isinstance(painter, (str, Path))
+    pipe = FluxPipeline.from_pretrained(str(painter)) if owned else painter
+    base_model = base_model or str(painter if owned else getattr(pipe, "name_or_path", "") or "unknown")
+    pipe.vae.to(accelerator.device)
+    for encoder in (pipe.text_encoder, pipe.text_encoder_2):
+        if encoder is not None:
+            encoder.to(accelerator.device)
+
+    # 3. Encode every image and caption once (main process first, the others read its cache).
+    with accelerator.main_process_first():
+        before, after = cache_pairs(pipe, pairs, config.resolution, config.max_sequence_length, out_dir / "cache")
+    if owned:
+        pipe.text_encoder = pipe.text_encoder_2 = pipe.vae = None
+    transformer = pipe.transformer
+
+    # 4. Differential stage 1: a LoRA on the before images, fused into the base.
+    stages: dict[str, StageResult] = {}
+    saved_base: dict[str, torch.Tensor] = {}
+    if config.mode == "differential":
+        stages["stage1"] = train_stage(transformer, before, config, out_dir / "stage1", accelerator, 1, stop_after)
+        if stages["stage1"].steps < config.steps:
+            transformer.unload_lora()
+            return _interrupted(stages, out_dir)
+        if not owned:
+            saved_base = {
+                m: transformer.get_submodule(m).weight.detach().to("cpu", copy=True) for m in stages["stage1"].lora
+            }
+        transformer.fuse_lora(adapter_names=[ADAPTER])
+        transformer.unload_lora()  # keeps the fused weights, drops the LoRA layers
+
+    # 5. Stage 2 (the kept LoRA): on the after images, over the stage-1-fused base.
+    stages["stage2"] = train_stage(transformer, after, config, out_dir / "stage2", accelerator, 2, stop_after)
+    transformer.unload_lora()
+    with torch.no_grad():
+        for module, weight in saved_base.items():
+            transformer.get_submodule(module).weight.copy_(weight)
+    if stages["stage2"].steps < config.steps:
+        return _interrupted(stages, out_dir)
+
+    # 6. Save the kept LoRA with modelspec and provenance metadata (main process only).
+    metadata = {
+        **modelspec(
+            f"artaug {config.mode} LoRA (iteration {config.iteration})",
+            base_model,
+            config.resolution,
+            "ArtAug differential LoRA: the move from before to after images",
+        ),
+        "artaug.mode": config.mode,
+        "artaug.iteration": str(config.iteration),
+        "artaug.base_model": base_model,
+        "artaug.dataset_hash": dataset_hash(pairs),
+        "artaug.num_pairs": str(len(pairs)),
+        "artaug.config": json.dumps(config.to_dict(), sort_keys=True),
+        "artaug.final_loss": f"{_tail_mean(stages['stage2'].losses):.6g}",
+        **{f"artaug.{k}": v for k, v in (extra_metadata or {}).items()},
+    }
+    path = out_dir / "pytorch_lora_weights.safetensors"
+    kohya_path = None
+    if accelerator.is_main_process:
+        save_lora(path, stages["stage2"].lora, metadata)
+        if kohya:
+            kohya_path = save_kohya(
+                out_dir / "pytorch_lora_weights_kohya.safetensors", stages["stage2"].lora, metadata
+            )
+    accelerator.wait_for_everyone()
+    return TrainResult(stages["stage2"].lora, path, metadata, stages, kohya_path)
+
+
+def _tail_mean(losses: list[float], n: int = 20) -> float:
+    tail = losses[-n:]
+    return sum(tail) / len(tail) if tail else math.nan
+
+
+def _interrupted(stages: dict[str, StageResult], out_dir: Path) -> TrainResult:
+    last = next(reversed(stages.values()))
+    return TrainResult(last.lora, out_dir / "INCOMPLETE", {}, stages)

@@ -1,0 +1,163 @@
+"""Differential LoRA training on the tiny FLUX: loss, files, loading, fusing, exact resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import FluxPipeline
+
+from artaug.train.config import TrainConfig
+from artaug.train.data import as_pairs, cache_pairs
+from artaug.train.flow import mid_schedule_weights, sample_sigmas, sigma_table
+from artaug.train.lora_io import load_lora, lora_delta, read_metadata
+from artaug.train.trainer import train_lora, train_stage, validation_loss
+
+PROMPTS = ("a cat on a red couch", "a dog in the park at sunset")
+CALL = dict(height=64, width=64, num_inference_steps=2, max_sequence_length=16, output_type="pt")
+
+
+def tiny_config(**changes) -> TrainConfig:
+    base = dict(
+        resolution=64,
+        steps=4,
+        mixed_precision="no",
+        max_sequence_length=16,
+        learning_rate=1e-3,
+        rank=4,
+        alpha=8.0,
+        checkpoint_every=2,
+        progress=False,
+    )
+    return TrainConfig(**{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_painter_dir) -> FluxPipeline:
+    pipe = FluxPipeline.from_pretrained(tiny_painter_dir)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def paint(pipe: FluxPipeline, prompt: str = "a cat", seed: int = 0) -> torch.Tensor:
+    return pipe(prompt, generator=torch.Generator().manual_seed(seed), **CALL).images
+
+
+@pytest.fixture(scope="module")
+def pairs(pipe, tmp_path_factory) -> list[tuple[str, Path, Path]]:
+    """Tiny pairs: the before and after of each prompt are two seeds of the tiny painter."""
+    folder = tmp_path_factory.mktemp("pairs")
+    out = []
+    for i, prompt in enumerate(PROMPTS):
+        for side, seed in (("before", i), ("after", 100 + i)):
+            image = pipe(prompt, generator=torch.Generator().manual_seed(seed), **{**CALL, "output_type": "pil"})
+            image.images[0].save(folder / f"{i}-{side}.png")
+        out.append((prompt, folder / f"{i}-before.png", folder / f"{i}-after.png"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(pipe, pairs, tmp_path_factory):
+    return train_lora(
+        pipe, pairs, tiny_config(steps=6), tmp_path_factory.mktemp("run"), base_model="tiny-flux", kohya=True
+    )
+
+
+def test_shifted_sampling_weights_mid_schedule():
+    table = sigma_table(3.0)
+    weights = mid_schedule_weights(table)
+    assert torch.isclose(weights.mean(), torch.tensor(1.0, dtype=weights.dtype))
+    assert abs(float(table[weights.argmax()]) - 0.5) < 0.01  # the bump peaks mid-schedule
+    sigmas, w = sample_sigmas(256, torch.Generator().manual_seed(0), "logit_normal")
+    assert bool(((sigmas > 0) & (sigmas < 1)).all()) and bool((w == 1).all())
+
+
+def test_loss_goes_down(pipe, pairs, tmp_path):
+    config = tiny_config(steps=30, checkpoint_every=0, learning_rate=1e-2)
+    _, after = cache_pairs(pipe, as_pairs(pairs), 64, 16)
+    base_loss = validation_loss(pipe.transformer, after, config)
+    result = train_stage(pipe.transformer, after, config, tmp_path)
+    trained_loss = validation_loss(pipe.transformer, after, config)
+    pipe.transformer.unload_lora()
+    assert len(result.losses) == 30 and all(map(torch.isfinite, map(torch.tensor, result.losses)))
+    assert trained_loss < 0.9 * base_loss, (base_loss, trained_loss)
+    assert validation_loss(pipe.transformer, after, config) == base_loss  # unloading restored the base exactly
+
+
+def test_saved_lora_metadata(trained):
+    meta = read_metadata(trained.path)
+    assert trained.path.name == "pytorch_lora_weights.safetensors"
+    assert meta["modelspec.architecture"] == "flux-1-dev/lora"
+    assert meta["modelspec.sai_model_spec"] == "1.0.0" and meta["modelspec.title"]
+    assert meta["artaug.base_model"] == "tiny-flux" and meta["artaug.iteration"] == "0"
+    assert len(meta["artaug.dataset_hash"]) == 64 and meta["artaug.mode"] == "differential"
+    adapter = json.loads(meta["lora_adapter_metadata"])
+    assert adapter["transformer.r"] == 4 and adapter["transformer.lora_alpha"] == 8.0
+    lora, _ = load_lora(trained.path)
+    assert "single_transformer_blocks.0.proj_out" in lora and "proj_out" not in lora  # block layers only
+    assert "transformer_blocks.0.attn.to_out.0" in lora and "single_transformer_blocks.0.attn.to_out.0" not in lora
+    assert set(trained.stages) == {"stage1", "stage2"}
+    assert (trained.path.parent / "train_config.toml").is_file()
+
+
+def test_lora_loads_changes_output_and_fuse_unload_restores(pipe, trained):
+    base = paint(pipe)
+    pipe.load_lora_weights(trained.path)
+    with_lora = paint(pipe)
+    assert (with_lora - base).abs().max() > 1e-3  # the LoRA changes the painting
+    pipe.fuse_lora()
+    fused = paint(pipe)
+    torch.testing.assert_close(fused, with_lora, atol=1e-4, rtol=0)
+    pipe.unfuse_lora()
+    pipe.unload_lora_weights()
+    torch.testing.assert_close(paint(pipe), base, atol=1e-5, rtol=0)
+
+
+def test_loaded_lora_equals_trained_weights(pipe, trained):
+    """What diffusers loads is what was trained: same per-layer update scale * B @ A."""
+    pipe.load_lora_weights(trained.path, adapter_name="check")
+    try:
+        for module, (a, b, scale) in trained.lora.items():
+            layer = pipe.transformer.get_submodule(module)
+            loaded = lora_delta(layer.lora_A["check"].weight, layer.lora_B["check"].weight, layer.scaling["check"])
+            torch.testing.assert_close(loaded, lora_delta(a, b, scale))
+    finally:
+        pipe.unload_lora_weights()
+
+
+def test_differential_stage1_is_fused_then_restored(pipe, pairs, tmp_path):
+    """Stage 2 trains over the stage-1-fused base; a borrowed pipeline gets its exact base weights back."""
+    before = {n: p.clone() for n, p in pipe.transformer.state_dict().items()}
+    result = train_lora(pipe, pairs, tiny_config(steps=3), tmp_path)
+    after = pipe.transformer.state_dict()
+    assert set(after) == set(before) and all(torch.equal(before[n], after[n]) for n in before)
+    plain = train_lora(pipe, pairs, tiny_config(steps=3, mode="plain"), tmp_path / "plain")
+    assert set(plain.stages) == {"stage2"}
+    # Same seed, same after images: only the fused stage-1 base makes the differential stage 2 differ from plain.
+    module = "transformer_blocks.0.attn.to_q"
+    assert not torch.equal(result.lora[module][1], plain.lora[module][1])
+
+
+def test_resume_is_bit_identical(pipe, pairs, tmp_path):
+    config = tiny_config(steps=4, batch_size=2, gradient_accumulation_steps=2, lr_warmup_steps=2, checkpoint_every=1)
+    whole = train_lora(pipe, pairs, config, tmp_path / "whole")
+    first = train_lora(pipe, pairs, config, tmp_path / "split", stop_after=3)  # interrupted inside stage 1
+    assert first.path.name == "INCOMPLETE"
+    second = train_lora(pipe, pairs, config, tmp_path / "split", stop_after=2)  # stage 1 done, stage 2 half
+    assert second.path.name == "INCOMPLETE"
+    resumed = train_lora(pipe, pairs, config, tmp_path / "split")
+    assert resumed.stages["stage2"].losses == whole.stages["stage2"].losses
+    for module, (a, b, _) in whole.lora.items():
+        assert torch.equal(a, resumed.lora[module][0]) and torch.equal(b, resumed.lora[module][1]), module
+    assert len(list((tmp_path / "split" / "stage2" / "checkpoints").glob("step-*"))) == config.keep_checkpoints
+
+
+def test_config_validation_and_8bit_error(tmp_path):
+    with pytest.raises(ValueError, match="resolution"):
+        tiny_config(resolution=70)
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        TrainConfig.from_dict({"rnak": 4})
+    config = tiny_config()
+    assert TrainConfig.from_toml(config.save_toml(tmp_path / "c.toml")) == config
