@@ -166,7 +166,9 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
             raise ValueError(
                 f"override {dotted!r} must look like section.key with section in painter/critic/judge/loop"
             )
-        _apply(getattr(config, section), {key: value}, section)
+        for part in reversed(key.split(".")[1:]):  # judge.broken.dark_level=... reaches nested sections
+            value = {part: value}
+        _apply(getattr(config, section), {key.split(".")[0]: value}, section)
     return config
 
 
