@@ -1,0 +1,160 @@
+"""Per-step time of regional control: plain vs blend vs attention at 1, 2, 4, 8 edits, as ratios to plain.
+
+Every number comes from ``FluxPainter.paint`` itself (blend batching, installed attention processors, scheduler), at
+FLUX's 1024x1024 token geometry: 4096 image tokens + 512 T5 tokens (+ 64 per edit in attention mode). Text encoding
+is replaced by fixed random embeddings of FLUX.1-dev's widths (it runs once per painting, not per step), and the
+VAE is the tiny one; neither is timed. A step's time is the gap between consecutive progress callbacks (after a CUDA
+synchronise), the first step excluded as warm-up.
+
+    python bench/bench_regional.py           # CPU: a narrow transformer (few, thin layers), real geometry
+    python bench/bench_regional.py --full    # GPU: FLUX.1-dev's real transformer config, random bf16 weights
+
+Not a test: it asserts nothing. Issue 2's target: attention <= 1.3x plain at 4 edits at real geometry; blend is
+(1 + N)x by construction and is reported as measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import zlib
+from dataclasses import dataclass
+
+import torch
+from diffusers import FluxPipeline, FluxTransformer2DModel
+
+from artaug.painter import FluxPainter
+from artaug.tiny.painter import tiny_scheduler, tiny_vae
+from artaug.types import Box, Edit, PaintRequest
+
+# FLUX.1-dev's transformer (black-forest-labs/FLUX.1-dev/transformer/config.json).
+FULL = dict(
+    num_layers=19, num_single_layers=38, attention_head_dim=128, num_attention_heads=24, axes_dims_rope=(16, 56, 56)
+)
+# Narrow enough for 2 CPU cores; same text widths, same geometry.
+NARROW = dict(
+    num_layers=1, num_single_layers=2, attention_head_dim=32, num_attention_heads=4, axes_dims_rope=(8, 12, 12)
+)
+TEXT_WIDTH, POOLED_WIDTH = 4096, 768  # T5-XXL and CLIP-L widths
+
+
+@dataclass
+class Row:
+    mode: str
+    edits: int
+    seconds_per_step: float
+    passes_per_step: int
+
+
+class RandomTextPainter(FluxPainter):
+    """The real painter with text encoders replaced by fixed random embeddings (per prompt, per length)."""
+
+    def _encode(self, prompt: str, max_sequence_length: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        gen = torch.Generator().manual_seed(zlib.crc32(prompt.encode()))
+        dtype = self.pipe.transformer.dtype
+        embeds = torch.randn(1, max_sequence_length, TEXT_WIDTH, generator=gen).to(device, dtype)
+        pooled = torch.randn(1, POOLED_WIDTH, generator=gen).to(device, dtype)
+        return embeds, pooled
+
+
+def build_painter(full: bool, device: str, dtype: torch.dtype) -> FluxPainter:
+    config = FULL if full else NARROW
+    torch.manual_seed(0)
+    with torch.device(device):
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # build the 12B-parameter model directly in bf16 on the GPU
+        try:
+            transformer = FluxTransformer2DModel(
+                patch_size=1,
+                in_channels=64,
+                joint_attention_dim=TEXT_WIDTH,
+                pooled_projection_dim=POOLED_WIDTH,
+                guidance_embeds=True,
+                **config,
+            ).eval()
+        finally:
+            torch.set_default_dtype(previous)
+    vae = tiny_vae().to(device, dtype)
+    pipe = FluxPipeline(
+        scheduler=tiny_scheduler(),
+        vae=vae,
+        text_encoder=None,
+        tokenizer=None,
+        text_encoder_2=None,
+        tokenizer_2=None,
+        transformer=transformer,
+    )
+    return RandomTextPainter(pipe, "random-flux-full" if full else "random-flux-narrow")
+
+
+def edits(n: int) -> tuple[Edit, ...]:
+    # Overlapping half-size boxes spread over the image, like a critic's typical answer.
+    return tuple(
+        Edit(Box(0.1 * (i % 4), 0.1 * (i // 4), 0.1 * (i % 4) + 0.5, 0.1 * (i // 4) + 0.5), f"local prompt {i}")
+        for i in range(n)
+    )
+
+
+def time_steps(painter: FluxPainter, request: PaintRequest) -> Row:
+    stamps: list[float] = []
+    cuda = painter.pipe.transformer.device.type == "cuda"
+
+    def progress(step: int, total: int) -> None:
+        if cuda:
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    painting = painter.paint(request, progress=progress)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    mode = request.regional if request.edits else "plain"
+    passes = painting.cost.transformer_passes // painting.cost.steps
+    return Row(mode, len(request.edits), statistics.median(gaps), passes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="FLUX.1-dev's real transformer config (needs a GPU)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="steps per painting (first excluded); default 3 CPU, 6 GPU"
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="rounds over all modes; the fastest round counts")
+    parser.add_argument("--edits", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--size", type=int, default=1024, help="image side in pixels (1024 = 4096 image tokens)")
+    parser.add_argument("--max-batch", type=int, default=None, help="cap on sequences per blend call")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    steps = args.steps or (6 if args.device.startswith("cuda") else 3)
+
+    # 1. Build the painter
+    painter = build_painter(args.full, args.device, dtype)
+    painter.max_batch = args.max_batch
+    params = sum(p.numel() for p in painter.pipe.transformer.parameters())
+    base = PaintRequest(
+        "a couple dancing on a pier at sunset", height=args.size, width=args.size, num_inference_steps=steps
+    )
+    print(f"{painter.model_id}: {params / 1e6:.1f}M parameters, {args.device}, {dtype}, {steps} steps, "
+          f"{(args.size // 16) ** 2} image tokens + {base.max_sequence_length} text tokens")  # fmt: skip
+
+    # 2. Measure: plain first and last of each round (the run's own baseline, and drift), every mode in between.
+    # On a shared machine the fastest of several rounds is the least disturbed estimate.
+    time_steps(painter, base.replace(num_inference_steps=2))  # warm-up (allocator, kernels)
+    requests = [base] + [base.replace(edits=edits(n), regional=m) for n in args.edits for m in ("blend", "attention")]
+    requests.append(base)
+    rounds = [[time_steps(painter, r) for r in requests] for _ in range(args.repeats)]
+    rows = [min(column, key=lambda r: r.seconds_per_step) for column in zip(*rounds, strict=True)]
+    plain = statistics.mean(r.seconds_per_step for r in rows if r.mode == "plain")
+
+    # 3. Report
+    print(f"\n{'mode':<10} {'edits':>5} {'s/step':>9} {'x plain':>8} {'passes/step':>12}")
+    for r in rows:
+        ratio = r.seconds_per_step / plain
+        print(f"{r.mode:<10} {r.edits:>5} {r.seconds_per_step:>9.4f} {ratio:>8.2f} {r.passes_per_step:>12}")
+    first, last = (r.seconds_per_step for r in rows if r.mode == "plain")
+    drift = 100 * (last / first - 1)
+    print(f"\nplain baseline {plain:.4f} s/step (first {first:.4f}, last {last:.4f}: drift {drift:+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
