@@ -161,3 +161,34 @@ def test_config_validation_and_8bit_error(tmp_path):
         TrainConfig.from_dict({"rnak": 4})
     config = tiny_config()
     assert TrainConfig.from_toml(config.save_toml(tmp_path / "c.toml")) == config
+
+
+def test_train_command_reads_kept_pairs_of_a_synth_store(pipe, tiny_painter_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from artaug.cli import main
+    from artaug.store import PairDraft, Store
+    from artaug.synth import PromptRecord
+
+    with Store(tmp_path / "store") as store:
+        store.add_prompts([PromptRecord(f"p{i}", prompt, i) for i, prompt in enumerate(PROMPTS)])
+        for record in store.claim(2):
+            images = {}
+            for name, seed in (("r0", record.seed), ("r1", record.seed + 10)):
+                painted = pipe(
+                    record.prompt, generator=torch.Generator().manual_seed(seed), **{**CALL, "output_type": "pil"}
+                )
+                images[name] = painted.images[0]
+            kept = record.id == "p0"
+            store.commit(record.id, images=images, pairs=[PairDraft(1, "r0", "r1", {}, kept, [])], trail=None)
+    assert isinstance(images["r0"], Image.Image)
+    argv = ["train", str(tmp_path / "store"), "--painter", str(tiny_painter_dir), "--out", str(tmp_path / "lora"),
+            "--resolution", "64", "--steps", "2", "--mixed-precision", "no", "--max-sequence-length", "16",
+            "--rank", "4", "--no-progress", "--format", "both", "--iteration", "2"]  # fmt: skip
+    assert main(argv) == 0
+    assert "stage1: 2 steps" in capsys.readouterr().out
+    meta = read_metadata(tmp_path / "lora" / "pytorch_lora_weights.safetensors")
+    assert meta["artaug.num_pairs"] == "1" and meta["artaug.iteration"] == "2"  # the rejected pair is left out
+    assert meta["artaug.base_model"] == str(tiny_painter_dir)
+    assert (tmp_path / "lora" / "pytorch_lora_weights_kohya.safetensors").is_file()
+    assert main(["train", str(tmp_path / "nowhere"), "--painter", "x", "--out", str(tmp_path / "x")]) == 2
