@@ -37,6 +37,7 @@ class StageResult:
     steps: int
     seconds: float = 0.0
     peak_memory_bytes: int | None = None
+    step_seconds: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -174,6 +175,8 @@ def train_stage(
     accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
     stage_dir = Path(stage_dir)
     started = time.perf_counter()
+    if accelerator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(accelerator.device)
 
     # 1. Fresh LoRA layers (seeded init), frozen base in the training precision, LoRA parameters in float32.
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
@@ -218,7 +221,9 @@ def train_stage(
         desc=f"train {stage_dir.name}",
     )
     ga, bs = config.gradient_accumulation_steps, config.batch_size
+    step_seconds = []
     while step < end:
+        tick = time.perf_counter()
         step_loss = 0.0
         for micro in range(ga):
             first = ((step * ga + micro) * world + rank) * bs
@@ -250,7 +255,8 @@ def train_stage(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        losses.append(float(accelerator.reduce(step_loss.to(device), reduction="mean")))
+        losses.append(float(accelerator.reduce(step_loss.to(device), reduction="mean")))  # also syncs the device
+        step_seconds.append(time.perf_counter() - tick)
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if accelerator.is_main_process and (
@@ -275,7 +281,7 @@ def train_stage(
         {n.replace(f".{ADAPTER}", ""): p for n, p in _lora_parameters(transformer).items()}, config.alpha
     )
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    result = StageResult(lora, losses, step, time.perf_counter() - started, peak)
+    result = StageResult(lora, losses, step, time.perf_counter() - started, peak, step_seconds)
     if config.gradient_checkpointing:
         transformer.disable_gradient_checkpointing()
     transformer.eval()
