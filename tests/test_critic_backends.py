@@ -189,6 +189,7 @@ def test_cached_critic_hits_misses_and_keys(tmp_path):
     cached.critique_batch([image, gradient(64, 64, 5), image], ["a house", "a house", "a barn"])
     assert inner.calls == 3 and cached.hits == 2
     assert cached.model_id == "scripted-model" and cached.template_version == inner.template_version
+    assert cached.max_edits == 4 and cached.convention == "auto" and cached.name == "scripted"
     # Another template version is another key.
     other = CachedCritic(ScriptedCritic(answer, template="grounding"), tmp_path / "cache")
     other.critique(image, "a house")

@@ -5,6 +5,7 @@ throw >10,000 generated, mutated and arbitrary answers at it."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -37,7 +38,9 @@ HOSTILE = [
     "\x00", "é", "🎨", " " * 50,
 ]  # fmt: skip
 
-phrase = st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join)
+# Local prompts of 1-5 words; a fixed pool keeps generation cheap so the examples go to the parser, not to drawing.
+PHRASES = [" ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(1 + i % 5)) for i in range(60)]
+phrase = st.sampled_from(PHRASES)
 
 
 @st.composite
@@ -201,9 +204,7 @@ def mutated_answers(draw) -> str:
             text = text[:j] + text[i:j] + text[j:]
         else:  # digits become other numbers, signs or letters
             new = draw(st.sampled_from(["-", "x", "9999", "1e400", ".", "O", "-0"]))
-            text = "".join(new if c.isdigit() and draw(st.booleans()) else c for c in text[i:j]).join(
-                (text[:i], text[j:])
-            )
+            text = text[:i] + re.sub(r"\d", new, text[i:j], count=draw(st.integers(1, 3))) + text[j:]
     return text
 
 

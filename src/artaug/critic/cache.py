@@ -108,5 +108,11 @@ class CachedCritic:
                 found[i] = critique
         return found
 
+    def __getattr__(self, name: str):
+        # Everything else (convention, max_edits, template, ...) is the wrapped critic's.
+        if name == "critic":
+            raise AttributeError(name)
+        return getattr(self.critic, name)
+
     def __repr__(self) -> str:
         return f"CachedCritic({self.critic!r}, cache={str(self.cache.folder)!r})"

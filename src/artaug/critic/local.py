@@ -123,7 +123,8 @@ class LocalCritic(Critic):
             started = time.perf_counter()
             answers = self._generate([([img], self.instruction(p)) for img, p in chunk], self.max_new_tokens)
             for (image, _), (answer, sizes) in zip(chunk, answers, strict=True):
-                critiques.append(self._critique_from(answer, image, sizes[0], started))
+                # Processors without image_grid_thw (non-Qwen VLMs) leave the processed size unknown.
+                critiques.append(self._critique_from(answer, image, sizes[0] if sizes else None, started))
         return critiques
 
     def _generate(
