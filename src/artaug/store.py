@@ -263,8 +263,12 @@ class Store:
         timings: dict[str, float] | None = None,
         seconds: float = 0.0,
         provenance: dict[str, Any] | None = None,
+        worker: str | None = None,
     ) -> None:
-        """Write ``images`` durably, then record the prompt's result, pairs and images in one transaction."""
+        """Write ``images`` durably, then record the prompt's result, pairs and images in one transaction.
+
+        ``worker`` names who computed the result (a Ray actor) when it is not this store's own worker.
+        """
         folder = self._folder_of(prompt_id)
         token = secrets.token_hex(4)
         # 1. images: temp name, fsync, rename; nothing in the ledger points at them yet.
@@ -285,7 +289,7 @@ class Store:
             self._take_lease_back(db, prompt_id)
             db.execute(
                 "INSERT INTO results VALUES (?, 'done', ?, ?, NULL, ?, ?, ?)",
-                (prompt_id, self.worker, seconds, _dumps(trail), _dumps(timings or {}), time.time()),
+                (prompt_id, worker or self.worker, seconds, _dumps(trail), _dumps(timings or {}), time.time()),
             )
             for name, rel in paths.items():
                 db.execute("INSERT INTO images VALUES (?, ?, ?)", (rel, prompt_id, name))
@@ -305,13 +309,13 @@ class Store:
                     ),
                 )
 
-    def commit_failure(self, prompt_id: str, error: str, *, seconds: float = 0.0) -> None:
+    def commit_failure(self, prompt_id: str, error: str, *, seconds: float = 0.0, worker: str | None = None) -> None:
         """Record that a prompt failed (it is then done, not retried, until ``retry_failed``)."""
         with self._transaction() as db:
             self._take_lease_back(db, prompt_id)
             db.execute(
                 "INSERT INTO results VALUES (?, 'failed', ?, ?, ?, NULL, '{}', ?)",
-                (prompt_id, self.worker, seconds, error, time.time()),
+                (prompt_id, worker or self.worker, seconds, error, time.time()),
             )
 
     def _take_lease_back(self, db: sqlite3.Connection, prompt_id: str) -> None:

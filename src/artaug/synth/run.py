@@ -319,7 +319,7 @@ def _committer(store: Store, summary: SynthSummary, bar: Any) -> Callable[[PairR
         record = result.record
         try:
             if result.error is not None:
-                store.commit_failure(record.id, result.error, seconds=result.seconds)
+                store.commit_failure(record.id, result.error, seconds=result.seconds, worker=result.worker)
                 summary.failed += 1
                 log.warning("[%s] %s failed after %.1fs: %s", result.worker, record.id, result.seconds, result.error)
             else:
@@ -331,6 +331,7 @@ def _committer(store: Store, summary: SynthSummary, bar: Any) -> Callable[[PairR
                     timings=result.timings,
                     seconds=result.seconds,
                     provenance={"prompt": record.prompt, "seed": record.seed},
+                    worker=result.worker,
                 )
                 kept = sum(p.kept for p in result.pairs)
                 summary.kept += kept
