@@ -177,6 +177,18 @@ def test_request_carries_a_png_data_url_of_the_recorded_size(fake):
     assert critique.edits[0].box == Box(0.25, 0.25, 0.75, 0.75) and critique.image_size == (100, 70)
 
 
+def test_concurrent_batch_keeps_order(fake):
+    def echo_prompt(request):
+        text = request["json"]["messages"][0]["content"][-1]["text"]
+        prompt = text.split('"')[1]  # the template quotes the painting prompt
+        return 200, completion(json.dumps([{"box": [0, 0, 500, 500], "prompt": prompt}]))
+
+    fake.answers = [(0, echo_prompt, 0.05)]
+    prompts = [f"scene number {i}" for i in range(6)]
+    critiques = quick(fake.url, concurrency=3).critique_batch([IMAGE] * 6, prompts)
+    assert [c.edits[0].prompt for c in critiques] == prompts and len(fake.requests) == 6
+
+
 def test_retries_500_and_429_then_succeeds(fake):
     fake.answers = [
         (500, {"error": "boom"}, 0.0),

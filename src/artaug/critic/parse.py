@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -163,9 +164,9 @@ def _check_size(size: Any, name: str) -> tuple[int, int]:
         w, h = size
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be (width, height), got {size!r}") from None
-    if isinstance(w, bool) or isinstance(h, bool) or not all(isinstance(v, int) and v > 0 for v in (w, h)):
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in (w, h)):
         raise ValueError(f"{name} must be two positive ints (width, height), got {size!r}")
-    return w, h
+    return int(w), int(h)
 
 
 def _as_text(text: Any, repairs: list[str]) -> str:

@@ -32,6 +32,7 @@ import math
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
 
@@ -68,6 +69,7 @@ class RemoteCritic(Critic):
         structured: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         temperature: float = 0.0,
+        concurrency: int = 1,
     ) -> None:
         import openai
 
@@ -79,8 +81,8 @@ class RemoteCritic(Critic):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 20:
             raise ValueError(f"max_retries must be an int in [0, 20], got {max_retries!r}")
-        if backoff < 0 or max_new_tokens < 1 or max_pixels < QWEN_FACTOR * QWEN_FACTOR:
-            raise ValueError("backoff must be >= 0, max_new_tokens >= 1 and max_pixels >= 784")
+        if backoff < 0 or max_new_tokens < 1 or max_pixels < QWEN_FACTOR * QWEN_FACTOR or concurrency < 1:
+            raise ValueError("backoff must be >= 0, max_new_tokens >= 1, max_pixels >= 784 and concurrency >= 1")
         if model is not None and (not isinstance(model, str) or not model.strip()):
             raise ValueError(f"model must be a non-empty name or None (ask the server), got {model!r}")
         super().__init__(model_id=model or "", template=template, max_edits=max_edits, convention=convention)
@@ -96,6 +98,7 @@ class RemoteCritic(Critic):
         self.timeout, self.max_retries, self.backoff = float(timeout), max_retries, float(backoff)
         self.max_new_tokens, self.max_pixels, self.temperature = max_new_tokens, max_pixels, temperature
         self.structured = structured and self.template.form == "json"
+        self.concurrency = concurrency
 
     # --- the public surface ------------------------------------------------------------------------------------------
 
@@ -104,7 +107,11 @@ class RemoteCritic(Critic):
 
     def critique_batch(self, images: list[Image.Image], prompts: list[str]) -> list[Critique]:
         self._check_batch(images, prompts)
-        return [self._critique_one(image, prompt) for image, prompt in zip(images, prompts, strict=True)]
+        if self.concurrency == 1 or len(images) == 1:
+            return [self._critique_one(image, prompt) for image, prompt in zip(images, prompts, strict=True)]
+        # Opt-in: servers such as vLLM batch concurrent requests, so a few in flight raise throughput.
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(self._critique_one, images, prompts))
 
     def _critique_one(self, image: Image.Image, prompt: str) -> Critique:
         started = time.perf_counter()
