@@ -276,9 +276,17 @@ def test_no_hub_access_says_how_to_use_a_local_folder(tmp_path, monkeypatch):
         FluxPainter.from_pretrained("artaug-offline-test/no-such-model", device="cpu")
 
 
-def test_painter_wraps_an_existing_pipeline(pipe):
+def test_offload_options_are_checked_before_loading(tmp_path):
+    with pytest.raises(ValueError, match="accelerator"):
+        FluxPainter.from_pretrained(str(tmp_path / "never-read"), device="cpu", offload="model")
+    with pytest.raises(ValueError, match="offload must be one of"):
+        FluxPainter.from_pretrained(str(tmp_path / "never-read"), offload="disk")  # type: ignore[arg-type]
+
+
+def test_painter_wraps_an_existing_pipeline(pipe, tiny_painter_dir):
     painter = FluxPainter(pipe, "my-flux")
     assert painter.pipe is pipe and painter.model_id == "my-flux"
+    assert FluxPainter(pipe).model_id == str(tiny_painter_dir)  # from the pipeline's own name_or_path
     with pytest.raises(ValueError, match="max_batch"):
         FluxPainter(pipe, max_batch=0)
 

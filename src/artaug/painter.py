@@ -11,6 +11,7 @@ Regional modes (see ``artaug.regions``):
   transformer call per step (1 + N sequences) and mixed by their box masks.
 * ``attention`` -- one pass per step: local prompts' text tokens join the joint attention sequence and a boolean mask
   restricts text<->image attention to each box. Attention processors are installed for the call and restored after.
+  The mask is hard (every token a box touches), so ``blur_sigma`` and ``Edit.strength`` apply to blend mode only.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class FluxPainter:
         self.model_id = model_id or getattr(pipe.config, "_name_or_path", "") or type(pipe).__name__
         self.max_batch = max_batch
         self.cache_prompts = cache_prompts
-        self._prompt_cache: OrderedDict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._prompt_cache: OrderedDict[tuple, tuple[torch.Tensor, ...]] = OrderedDict()
         self._lora_scales: dict[str, float] = {}
         self._fused = False
 
@@ -84,6 +85,8 @@ class FluxPainter:
         if offload not in OFFLOAD_MODES:
             raise ValueError(f"offload must be one of {OFFLOAD_MODES}, got {offload!r}")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if offload != "none" and torch.device(device).type == "cpu":
+            raise ValueError(f"offload={offload!r} moves weights to an accelerator while they run; device is {device}")
         if dtype is None:
             dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
         source = _resolve_source(id_or_dir)
@@ -197,7 +200,7 @@ class FluxPainter:
 
         For inspecting and testing regional control (e.g. that blend leaves the prediction outside every box alone).
         """
-        self._check(request, None)
+        self._check(request.replace(strength=1.0), None)
         device = self.pipe._execution_device
         embeds, pooled = self._encode(request.prompt, request.max_sequence_length, device)
         rows, cols = regions.token_grid(request.height, request.width)
@@ -233,8 +236,9 @@ class FluxPainter:
             )
 
     def _encode(self, prompt: str, max_sequence_length: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """T5 sequence embeddings and CLIP pooled embedding of one prompt, cached by (prompt, length)."""
-        key = (prompt, max_sequence_length)
+        """T5 sequence embeddings and CLIP pooled embedding of one prompt, cached by prompt, length, device, dtype."""
+        encoder = self.pipe.text_encoder_2
+        key = (prompt, max_sequence_length, str(device), str(encoder.dtype) if encoder is not None else "")
         if self.cache_prompts and key in self._prompt_cache:
             self._prompt_cache.move_to_end(key)
             return self._prompt_cache[key]
