@@ -146,6 +146,27 @@ def test_blend_chunked_batches_match_one_batch(painter):
     torch.testing.assert_close(chunked.latents, whole.latents, rtol=1e-4, atol=1e-4)
 
 
+def test_blend_halves_its_batch_on_out_of_memory(painter, monkeypatch, caplog):
+    request = _two_edits()
+    whole = painter.paint(request)
+    real = painter._transformer
+
+    def small_memory(latents, *args, **kwargs):
+        if latents.shape[0] > 1:
+            raise torch.OutOfMemoryError("pretend: 2 sequences do not fit")
+        return real(latents, *args, **kwargs)
+
+    monkeypatch.setattr(painter, "_transformer", small_memory)
+    try:
+        halved = painter.paint(request)
+        assert painter.max_batch == 1
+    finally:
+        painter.max_batch = None
+    assert "out of memory" in caplog.text
+    assert halved.cost.transformer_passes == whole.cost.transformer_passes
+    torch.testing.assert_close(halved.latents, whole.latents, rtol=1e-4, atol=1e-4)
+
+
 # ---------------------------------------------------------------- attention
 
 

@@ -358,7 +358,7 @@ class FluxPainter:
                     for i in range(0, total, size)
                 ]
                 return torch.cat(outputs)
-            except torch.OutOfMemoryError:
+            except torch.cuda.OutOfMemoryError:  # an alias of torch.OutOfMemoryError (any device) in torch >= 2.5
                 if size == 1:
                     raise
                 self.max_batch = max(1, size // 2)
