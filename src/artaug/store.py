@@ -104,9 +104,14 @@ class LeaseLost(RuntimeError):
 
 
 class Store:
-    """A synthesis store in folder ``root`` (created if missing). One instance per thread; open as many as needed."""
+    """A synthesis store in folder ``root`` (created if missing). One instance per thread; open as many as needed.
 
-    def __init__(self, root: str | Path, *, lease_ttl: float = 600.0, worker: str | None = None) -> None:
+    ``sweep`` removes crash leftovers of committed prompts on open (workers do; readers pass ``False``).
+    """
+
+    def __init__(
+        self, root: str | Path, *, lease_ttl: float = 600.0, worker: str | None = None, sweep: bool = True
+    ) -> None:
         if lease_ttl <= 0:
             raise ValueError(f"lease_ttl must be positive, got {lease_ttl}")
         self.root = Path(root).resolve()
@@ -117,7 +122,8 @@ class Store:
         (self.root / IMAGES).mkdir(parents=True, exist_ok=True)
         self._db = _connect(self.root / LEDGER)
         self._init_schema()
-        self.sweep()
+        if sweep:
+            self.sweep()
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -463,7 +469,8 @@ def read_pairs(out_dir: str | Path, *, kept_only: bool = False) -> list[PairReco
     root = Path(out_dir)
     if not (root / LEDGER).is_file():
         raise FileNotFoundError(f"{root} is not an artaug synth store (no {LEDGER}); run `artaug synth` first")
-    with Store(root) as store:
+    # Readers never delete anything: no sweep (a job may be running on this store).
+    with Store(root, sweep=False) as store:
         return store.pairs(kept_only=kept_only)
 
 

@@ -43,7 +43,7 @@ def collect(store_dir: str | Path) -> SynthStats:
     root = Path(store_dir)
     if not (root / LEDGER).is_file():
         raise FileNotFoundError(f"{root} is not an artaug synth store (no {LEDGER})")
-    with Store(root) as store:
+    with Store(root, sweep=False) as store:
         stats = SynthStats(counts=store.counts())
         pairs = store.pairs()
         stats.failures = [(r["prompt_id"], r["error"] or "") for r in store.results() if r["status"] == "failed"]
