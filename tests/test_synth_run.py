@@ -244,4 +244,4 @@ def test_kill_safety(tmp_path: Path, tiny_painter_dir: Path, tiny_critic_dir: Pa
             with Image.open(path) as im:
                 im.load()
                 assert im.size == (64, 64)
-    assert not list(store.rglob(".tmp-*"))
+    assert not list((store / "images").rglob(".tmp-*"))

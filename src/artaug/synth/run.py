@@ -8,6 +8,7 @@ commits the results.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import tomllib
 import traceback
@@ -370,7 +371,14 @@ def _dump_config(store: Store, config: SynthConfig) -> None:
     runs.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     name = f"{stamp}-{store.worker.replace(':', '_')}.toml"
-    (runs / name).write_text(tomli_w.dumps(config.to_dict()), encoding="utf-8")
+    # temp + rename like everything else in the store: a kill never leaves half a config behind; a temp file that
+    # a killed run left (older than a minute, so no live writer's) is removed.
+    for stale in runs.glob(".tmp-*"):
+        if stale.stat().st_mtime < time.time() - 60:
+            stale.unlink(missing_ok=True)
+    tmp = runs / f".tmp-{name}"
+    tmp.write_text(tomli_w.dumps(config.to_dict()), encoding="utf-8")
+    os.replace(tmp, runs / name)
 
 
 # -- configuration --------------------------------------------------------------------------------------------------
