@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from artaug.cli import main
 from artaug.critic import CriticError, RemoteCritic
-from artaug.types import Box
+from artaug.types import Box, Critique
 
 SECRET = "sk-test-7f3a9c-DO-NOT-LEAK"
 VALID = {"edits": [{"box": [100, 200, 500, 900], "prompt": "a red door", "reason": "dull"}], "global_prompt": None}
@@ -53,6 +54,7 @@ def api_key(monkeypatch):
 @pytest.fixture(scope="module")
 def served(tiny_critic_dir, tmp_path_factory):
     """``transformers serve`` on a free local port; always stopped (its whole process group) at the end."""
+    pytest.importorskip("uvicorn", reason="transformers serve needs the 'serve' extra: pip install -e '.[serve]'")
     port = free_port()
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     command = [str(Path(sys.executable).parent / "transformers"), "serve", str(tiny_critic_dir), "--device", "cpu",
@@ -274,3 +276,18 @@ def test_refused_key_fails_at_once_and_never_echoes_it(fake, caplog):
 def test_invalid_configuration_raises_at_construction(args, kwargs):
     with pytest.raises(ValueError):
         RemoteCritic(*args, **kwargs)
+
+
+def test_cli_against_an_endpoint(fake, tmp_path, capsys):
+    image_path = tmp_path / "in.png"
+    IMAGE.save(image_path)
+    args = ["critique", str(image_path), "--prompt", "a meadow", "--critic", fake.url, "--model", "fake-model"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "1. [0.100, 0.200, 0.500, 0.900] a red door" in out and "reason: dull" in out
+    assert main([*args, "--format", "json", "--draw", str(tmp_path / "drawn.png")]) == 0
+    assert Critique.from_dict(json.loads(capsys.readouterr().out)).edits[0].prompt == "a red door"
+    assert (tmp_path / "drawn.png").is_file()
+    fake.answers = [(500, {"error": "down"}, 0.0)]
+    assert main([*args, "--max-retries", "0"]) == 1  # the critic failed: said so, no traceback
+    assert "FAILED" in capsys.readouterr().out

@@ -29,8 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--template", default=None, help="instruction template: grounding, json, or a file path")
     parser.add_argument("--max-edits", type=int, default=4, help="at most this many regional edits")
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per endpoint request (URL critics)")
+    parser.add_argument("--max-retries", type=int, default=3, help="retries on 429/5xx/connection failures (URLs)")
     parser.add_argument("--max-new-tokens", type=int, default=512, help="tokens the critic may write")
-    parser.add_argument("--device", default=None, help="torch device of an in-process critic (default: CPU)")
+    parser.add_argument("--device", default="auto", help="torch device of an in-process critic (auto: CUDA if any)")
+    parser.add_argument("--dtype", default="auto", help="torch dtype of an in-process critic (auto: bf16 on CUDA)")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="how to print the critique")
     parser.add_argument("--draw", type=Path, default=None, metavar="OUT.png", help="also draw the boxes onto a copy")
     parser.set_defaults(func=run)
@@ -39,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from artaug.components import resolve_device, resolve_dtype
     from artaug.critic import draw_critique, is_url, load_critic
 
     # 1. Inputs.
@@ -52,11 +56,14 @@ def run(args: argparse.Namespace) -> int:
     options: dict = {"convention": args.convention, "max_edits": args.max_edits, "max_new_tokens": args.max_new_tokens}
     if args.template:
         options["template"] = args.template
-    if is_url(args.critic):
-        options.update(model=args.model, api_key_env=args.api_key_env)
-    else:
-        options.update(device=args.device)
     try:
+        if is_url(args.critic):
+            options.update(
+                model=args.model, api_key_env=args.api_key_env, timeout=args.timeout, max_retries=args.max_retries
+            )
+        else:
+            device = resolve_device(args.device)
+            options.update(device=device, dtype=resolve_dtype(args.dtype, device))
         critic = load_critic(args.critic, **options)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
