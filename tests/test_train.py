@@ -34,6 +34,15 @@ def tiny_config(**changes) -> TrainConfig:
     return TrainConfig(**{**base, **changes})
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models gain nothing from threads, and on a shared 2-core machine the thread pool's contention costs 3-5x.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def pipe(tiny_painter_dir) -> FluxPipeline:
     pipe = FluxPipeline.from_pretrained(tiny_painter_dir)
@@ -192,3 +201,36 @@ def test_train_command_reads_kept_pairs_of_a_synth_store(pipe, tiny_painter_dir,
     assert meta["artaug.base_model"] == str(tiny_painter_dir)
     assert (tmp_path / "lora" / "pytorch_lora_weights_kohya.safetensors").is_file()
     assert main(["train", str(tmp_path / "nowhere"), "--painter", "x", "--out", str(tmp_path / "x")]) == 2
+
+
+@pytest.fixture(scope="module")
+def after_data(pipe, pairs):
+    return cache_pairs(pipe, as_pairs(pairs), 64, 16)[1]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(mixed_precision="bf16", gradient_checkpointing=True),
+        dict(timestep_sampling="logit_normal", batch_size=3, max_grad_norm=0.0),
+    ],
+    ids=["bf16-checkpointing", "logit-normal-batch3"],
+)
+def test_training_options_train_the_lora(pipe, after_data, tmp_path, changes):
+    import copy
+
+    transformer = copy.deepcopy(pipe.transformer)  # bf16 training casts the base weights
+    result = train_stage(transformer, after_data, tiny_config(steps=2, **changes), tmp_path)
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    # peft's gaussian init starts B at zero: a non-zero B means gradients reached every LoRA layer.
+    assert all(b.abs().max() > 0 for _, b, _ in result.lora.values())
+    assert all(a.dtype == torch.float32 for a, _, _ in result.lora.values())
+
+
+def test_8bit_adam_without_bitsandbytes_says_how_to_install(pipe, after_data, tmp_path, monkeypatch):
+    import copy
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # importing it now raises ImportError
+    with pytest.raises(ImportError, match=r"artaug\[train8bit\]"):
+        train_stage(copy.deepcopy(pipe.transformer), after_data, tiny_config(optimizer="adamw8bit"), tmp_path)

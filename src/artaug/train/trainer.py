@@ -78,6 +78,26 @@ def lora_config(config: TrainConfig):
     )
 
 
+def make_accelerator(mixed_precision: str):
+    """An ``Accelerator`` in ``mixed_precision``. accelerate keeps one global state per process; a single process
+    may train several configs in a row (tests, bootstrap), so a differing precision resets it there."""
+    from accelerate import Accelerator, PartialState
+    from accelerate.state import AcceleratorState
+
+    try:
+        return Accelerator(mixed_precision=mixed_precision)
+    except ValueError as e:
+        if "already been initialized" not in str(e):
+            raise
+        if PartialState().num_processes > 1:
+            raise ValueError(
+                f"accelerate was started with another mixed precision than the config's {mixed_precision!r}: pass "
+                f"`accelerate launch --mixed_precision {mixed_precision}` or change the config"
+            ) from e
+        AcceleratorState._reset_state()
+        return Accelerator(mixed_precision=mixed_precision)
+
+
 def _lora_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if ".lora_A." in n or ".lora_B." in n}
 
@@ -169,10 +189,9 @@ def train_stage(
     Resumes from the newest checkpoint in ``stage_dir/checkpoints``. ``stop_after`` ends the loop early after that
     many optimizer steps (with a checkpoint), as an interruption would: tests and time-boxed jobs use it.
     """
-    from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
+    accelerator = accelerator or make_accelerator(config.mixed_precision)
     stage_dir = Path(stage_dir)
     started = time.perf_counter()
     if accelerator.device.type == "cuda":
@@ -351,13 +370,12 @@ def train_lora(
     ``pairs``: ``TrainPair``s, ``(prompt, before, after)`` tuples or ``PairRecord``s. Re-running with the same
     ``out_dir`` resumes where the last run stopped.
     """
-    from accelerate import Accelerator
     from diffusers import FluxPipeline
 
     # 1. Check inputs; dump the config next to the output.
     pairs: list[TrainPair] = as_pairs(pairs)
     out_dir = Path(out_dir)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    accelerator = make_accelerator(config.mixed_precision)
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         config.save_toml(out_dir / "train_config.toml")
