@@ -43,7 +43,8 @@ TEXT_WIDTH, POOLED_WIDTH = 4096, 768  # T5-XXL and CLIP-L widths
 class Row:
     mode: str
     edits: int
-    seconds_per_step: float
+    wall: float  # seconds per step, wall clock
+    cpu: float  # seconds per step of this process's CPU time (all threads): steadier on a shared CPU
     passes_per_step: int
 
 
@@ -97,19 +98,33 @@ def edits(n: int) -> tuple[Edit, ...]:
 
 
 def time_steps(painter: FluxPainter, request: PaintRequest) -> Row:
-    stamps: list[float] = []
+    stamps: list[tuple[float, float]] = []
     cuda = painter.pipe.transformer.device.type == "cuda"
 
     def progress(step: int, total: int) -> None:
         if cuda:
             torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
+        stamps.append((time.perf_counter(), time.process_time()))
 
     painting = painter.paint(request, progress=progress)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    pairs = list(zip(stamps, stamps[1:], strict=False))
+    wall = statistics.median(b[0] - a[0] for a, b in pairs)
+    cpu = statistics.median(b[1] - a[1] for a, b in pairs)
     mode = request.regional if request.edits else "plain"
-    passes = painting.cost.transformer_passes // painting.cost.steps
-    return Row(mode, len(request.edits), statistics.median(gaps), passes)
+    return Row(mode, len(request.edits), wall, cpu, painting.cost.transformer_passes // painting.cost.steps)
+
+
+def report(rows: list[Row], with_cpu: bool) -> None:
+    plain_wall = statistics.mean(r.wall for r in rows if r.mode == "plain")
+    plain_cpu = statistics.mean(r.cpu for r in rows if r.mode == "plain")
+    header = f"{'mode':<10} {'edits':>5} {'passes/step':>12} {'wall s/step':>12} {'x plain':>8}"
+    print("\n" + header + (f" {'cpu s/step':>11} {'x plain':>8}" if with_cpu else ""))
+    for r in rows:
+        line = f"{r.mode:<10} {r.edits:>5} {r.passes_per_step:>12} {r.wall:>12.4f} {r.wall / plain_wall:>8.2f}"
+        print(line + (f" {r.cpu:>11.4f} {r.cpu / plain_cpu:>8.2f}" if with_cpu else ""))
+    first, last = (r.wall for r in rows if r.mode == "plain")
+    print(f"\nplain wall baseline {plain_wall:.4f} s/step (first {first:.4f}, last {last:.4f}: "
+          f"drift {100 * (last / first - 1):+.1f}%)")  # fmt: skip
 
 
 def main() -> None:
@@ -123,7 +138,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024, help="image side in pixels (1024 = 4096 image tokens)")
     parser.add_argument("--max-batch", type=int, default=None, help="cap on sequences per blend call")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads (1: no OpenMP spin-waits inflate CPU time on a busy host)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     steps = args.steps or (6 if args.device.startswith("cuda") else 3)
 
@@ -142,18 +161,16 @@ def main() -> None:
     time_steps(painter, base.replace(num_inference_steps=2))  # warm-up (allocator, kernels)
     requests = [base] + [base.replace(edits=edits(n), regional=m) for n in args.edits for m in ("blend", "attention")]
     requests.append(base)
-    rounds = [[time_steps(painter, r) for r in requests] for _ in range(args.repeats)]
-    rows = [min(column, key=lambda r: r.seconds_per_step) for column in zip(*rounds, strict=True)]
-    plain = statistics.mean(r.seconds_per_step for r in rows if r.mode == "plain")
+    rounds = []
+    for index in range(args.repeats):
+        rounds.append([])
+        for request in requests:
+            rounds[-1].append(row := time_steps(painter, request))
+            print(f"  round {index + 1}: {row.mode} {row.edits} edits: {row.wall:.4f} s/step", flush=True)
+    rows = [min(column, key=lambda r: r.wall) for column in zip(*rounds, strict=True)]
 
     # 3. Report
-    print(f"\n{'mode':<10} {'edits':>5} {'s/step':>9} {'x plain':>8} {'passes/step':>12}")
-    for r in rows:
-        ratio = r.seconds_per_step / plain
-        print(f"{r.mode:<10} {r.edits:>5} {r.seconds_per_step:>9.4f} {ratio:>8.2f} {r.passes_per_step:>12}")
-    first, last = (r.seconds_per_step for r in rows if r.mode == "plain")
-    drift = 100 * (last / first - 1)
-    print(f"\nplain baseline {plain:.4f} s/step (first {first:.4f}, last {last:.4f}: drift {drift:+.1f}%)")
+    report(rows, with_cpu=not args.device.startswith("cuda"))
 
 
 if __name__ == "__main__":
