@@ -246,7 +246,7 @@ def test_structured_output_refused_falls_back_to_text(fake):
         return 200, completion("```json\n" + json.dumps(VALID) + "\n```")
 
     fake.answers = [(0, refuse_schema, 0.0)]
-    critic = quick(fake.url)
+    critic = quick(fake.url, max_retries=0)  # the fallback to plain text is not a retry
     first, second = critic.critique(IMAGE, "a"), critic.critique(IMAGE, "b")
     assert first.error is None and first.edits[0].prompt == "a red door" and second.edits == first.edits
     assert critic.structured is False and len(fake.requests) == 3  # refused once, then plain text twice

@@ -152,10 +152,11 @@ class RemoteCritic(Critic):
             "max_tokens": max_new_tokens,
             "temperature": self.temperature,
         }
-        last_error = "no attempt made"
-        for attempt in range(self.max_retries + 1):
+        last_error, attempt = "no attempt made", 0
+        while attempt <= self.max_retries:
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
+            attempt += 1
             try:
                 request["model"] = self._model_name()
                 if structured:
@@ -166,21 +167,21 @@ class RemoteCritic(Critic):
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
                 if not (structured and "response_format" in request):
                     raise CriticError(self._redact(f"the endpoint rejected the request: {_describe(exc)}")) from None
-                # The server does not do structured output: fall back to parsing plain text, and remember.
+                # The server does not do structured output: ask again for plain text at once (not a retry), and
+                # remember for the next requests.
                 logger.info("endpoint %s rejected response_format; asking for plain text", self.base_url)
                 structured = self.structured = False
                 request.pop("response_format", None)
-                last_error = _describe(exc)
+                attempt -= 1
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as exc:
                 last_error = _describe(exc)  # 429, 5xx, refused connection, timeout: worth another try
-                logger.warning("critic endpoint attempt %d failed: %s", attempt + 1, self._redact(last_error))
+                logger.warning("critic endpoint attempt %d failed: %s", attempt, self._redact(last_error))
             except openai.APIStatusError as exc:  # 401, 403, 404...: retrying will not help
                 raise CriticError(self._redact(f"the endpoint refused: {_describe(exc)}")) from None
             except (openai.APIError, ValueError, TypeError, AttributeError) as exc:  # a 200 with garbage in it
                 last_error = f"unusable response ({type(exc).__name__}: {exc})"
-                logger.warning("critic endpoint attempt %d: %s", attempt + 1, self._redact(last_error))
-        attempts = self.max_retries + 1
-        raise CriticError(self._redact(f"{self.base_url} failed after {attempts} attempt(s): {last_error}"))
+                logger.warning("critic endpoint attempt %d: %s", attempt, self._redact(last_error))
+        raise CriticError(self._redact(f"{self.base_url} failed after {attempt} attempt(s): {last_error}"))
 
     def _model_name(self) -> str:
         """The configured model, or the first one the server lists (asked once)."""
