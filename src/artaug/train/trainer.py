@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import time
 from collections.abc import Iterable
@@ -57,7 +58,6 @@ def lora_config(config: TrainConfig):
     A regex rather than a suffix list, because ``proj_out`` also names FLUX's final output layer, which stays frozen.
     A name may be qualified with its block kind (``single_transformer_blocks.attn.to_q``) to adapt only that kind.
     """
-    import re
 
     from peft import LoraConfig
 
@@ -132,31 +132,46 @@ class _ExampleOrder:
 
 
 def _checkpoints(stage_dir: Path) -> list[Path]:
-    return sorted((stage_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    found = [p for p in (stage_dir / "checkpoints").glob("step-*") if re.fullmatch(r"step-\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def _save_checkpoint(stage_dir: Path, step: int, model, optimizer, scheduler, generator, losses, keep: int) -> None:
+def _save_checkpoint(
+    stage_dir: Path, step: int, accelerator, model, optimizer, scheduler, generator, losses, keep: int
+) -> None:
+    """Every process writes its generator state; the main process writes the rest and publishes the folder."""
     from safetensors.torch import save_file
 
     final = stage_dir / "checkpoints" / f"step-{step:07d}"
     tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({n: p.detach().cpu().contiguous() for n, p in _lora_parameters(model).items()}, tmp / "lora.safetensors")
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "generator": generator.get_state()},
-        tmp / "state.pt",
-    )
-    (tmp / "progress.json").write_text(json.dumps({"step": step, "losses": losses}))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)  # atomic: a crash mid-save leaves only a *.tmp folder, which is never read
-    for old in _checkpoints(stage_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    torch.save(generator.get_state(), tmp / f"generator-{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        lora = {n: p.detach().cpu().contiguous() for n, p in _lora_parameters(model).items()}
+        save_file(lora, tmp / "lora.safetensors")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "state.pt")
+        progress = {"step": step, "losses": losses, "num_processes": accelerator.num_processes}
+        (tmp / "progress.json").write_text(json.dumps(progress))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)  # atomic: a crash mid-save leaves only a *.tmp folder, which is never read
+        for old in _checkpoints(stage_dir)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
 
 
-def _load_checkpoint(path: Path, model, optimizer, scheduler, generator) -> tuple[int, list[float]]:
+def _load_checkpoint(path: Path, accelerator, model, optimizer, scheduler, generator) -> tuple[int, list[float]]:
     from safetensors.torch import load_file
 
+    progress = json.loads((path / "progress.json").read_text())
+    if progress["num_processes"] != accelerator.num_processes:
+        raise ValueError(
+            f"checkpoint {path} was written by {progress['num_processes']} processes, this run has "
+            f"{accelerator.num_processes}: an exact resume needs the same number (or start a new --out)"
+        )
     saved = load_file(path / "lora.safetensors")
     params = _lora_parameters(model)
     if set(saved) != set(params):
@@ -167,8 +182,7 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler, generator) -> tupl
     state = torch.load(path / "state.pt", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
-    progress = json.loads((path / "progress.json").read_text())
+    generator.set_state(torch.load(path / f"generator-{accelerator.process_index}.pt"))
     return progress["step"], progress["losses"]
 
 
@@ -222,7 +236,9 @@ def train_stage(
     # 3. Resume from the newest checkpoint, if any (before prepare: plain modules and optimizer).
     step, losses = 0, []
     if _checkpoints(stage_dir):
-        step, losses = _load_checkpoint(_checkpoints(stage_dir)[-1], transformer, optimizer, scheduler, generator)
+        step, losses = _load_checkpoint(
+            _checkpoints(stage_dir)[-1], accelerator, transformer, optimizer, scheduler, generator
+        )
     model, optimizer = accelerator.prepare(transformer, optimizer)
 
     # 4. Fixed inputs: positional ids and the guidance embedding value.
@@ -278,12 +294,11 @@ def train_stage(
         step_seconds.append(time.perf_counter() - tick)
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        if accelerator.is_main_process and (
-            step == end or (config.checkpoint_every and step % config.checkpoint_every == 0)
-        ):
+        if step == end or (config.checkpoint_every and step % config.checkpoint_every == 0):
             _save_checkpoint(
                 stage_dir,
                 step,
+                accelerator,
                 accelerator.unwrap_model(model),
                 optimizer,
                 scheduler,
@@ -291,7 +306,6 @@ def train_stage(
                 losses,
                 config.keep_checkpoints,
             )
-        accelerator.wait_for_everyone()
     bar.close()
 
     # 6. Hand the trained layers back; the adapter stays in place for the caller to fuse or unload.
