@@ -45,44 +45,50 @@ class ScriptedCritic:
 
 
 @pytest.fixture(scope="module")
-def tiny_components(tiny_painter_dir: Path) -> SimpleNamespace:
-    from artaug.judge import Judge
+def tiny_components(tiny_painter_dir: Path, tiny_clip_dir: Path) -> SimpleNamespace:
+    from artaug.judge import Judge, JudgeConfig
     from artaug.painter import FluxPainter
 
+    # The real judge with the tiny CLIP's alignment scorer; no aesthetic head exists offline.
+    judge = Judge.from_config(JudgeConfig(alignment=True, alignment_clip=str(tiny_clip_dir), device="cpu"))
     return SimpleNamespace(painter=FluxPainter.from_pretrained(str(tiny_painter_dir)), critic=ScriptedCritic(),
-                           judge=Judge())  # fmt: skip
+                           judge=judge)  # fmt: skip
 
 
 @pytest.mark.parametrize("all_rounds", [False, True])
 def test_process_prompt_pairs_first_and_accepted_rounds(tiny_components: SimpleNamespace, all_rounds: bool) -> None:
     config = load_synth_config(None, {**TINY, "loop.rounds": "2"})
     config.all_rounds = all_rounds
-    config.filters = FilterConfig(keep_not_scored=True, min_similarity=0.0)
+    config.filters = FilterConfig(min_similarity=0.5)
     components = SynthComponents(tiny_components, ssim)
-    record = PromptRecord("fox", "a red fox in the snow", 5)
-    result = process_prompt(record, components, config)
+    result = process_prompt(PromptRecord("fox", "a red fox in the snow", 5), components, config)
     assert result.error is None, result.error
-    rounds = result.trail["rounds"]
-    accepted = [r["index"] for r in rounds if r["accepted"]]
     assert result.trail["first_request"]["seed"] == 5
-    if not all_rounds or not accepted:
-        [pair] = result.pairs
-        assert (pair.before, pair.after) == ("r0", f"r{result.trail['best']}")
-    else:
-        assert [(p.before, p.after) for p in result.pairs] == list(
-            zip(["r0", *[f"r{k}" for k in accepted[:-1]]], [f"r{k}" for k in accepted], strict=True)
-        )
+    # The scripted edit is repainted and the judge (broken gate + alignment within ε) accepts both rounds.
+    assert [r["index"] for r in result.trail["rounds"] if r["accepted"]] == [1, 2] and result.trail["best"] == 2
+    links = [("r0", "r1"), ("r1", "r2")] if all_rounds else [("r0", "r2")]
+    assert [(p.before, p.after) for p in result.pairs] == links
+    scores = {0: result.trail["first_scores"], **{r["index"]: r["scores"] for r in result.trail["rounds"]}}
     for pair in result.pairs:
-        assert set(result.images) >= {pair.before, pair.after}
-        assert [v["name"] for v in pair.verdicts][:2] == ["revised", "not_broken"]
-        assert pair.kept == (pair.before != pair.after and all(v["status"] != "fail" for v in pair.verdicts))
-        if pair.before != pair.after:
-            assert pair.meta["edits"][0]["prompt"] == "a bright red square"
-            a, b = (np.asarray(result.images[k], dtype=float) for k in (pair.before, pair.after))
-            assert np.abs(a - b).max() > 0  # a revision repainted something
+        before, after = int(pair.before[1:]), int(pair.after[1:])
+        assert pair.scores["alignment.before"] == scores[before]["alignment"]
+        assert pair.scores["alignment.delta"] == pytest.approx(
+            scores[after]["alignment"] - scores[before]["alignment"]
+        )
+        a, b = (np.asarray(result.images[k], dtype=float) for k in (pair.before, pair.after))
+        assert np.abs(a - b).max() > 0  # the revision repainted something ...
+        assert pair.scores["similarity"] == pytest.approx(ssim(result.images[pair.before], result.images[pair.after]))
+        verdicts = {v["name"]: v for v in pair.verdicts}
+        assert verdicts["alignment_kept"]["status"] == "pass"
+        assert verdicts["alignment_kept"]["value"] == pytest.approx(-pair.scores["alignment.delta"])
+        # ... the aesthetic scorer is absent: recorded as not scored, and the pair is dropped for it, not passed
+        assert verdicts["aesthetic_gain"]["status"] == "not_scored" and pair.kept is False
+        assert pair.meta["dropped"] == ["aesthetic_gain: not scored"]
+        assert pair.meta["edits"][0]["prompt"] == "a bright red square"
     for key in ("painting", "critique", "judging", "filtering", "total"):
         assert result.timings[key] >= 0
-    assert result.timings["painting"] > 0 and result.timings["total"] >= result.timings["painting"]
+    assert result.timings["painting"] > 0 and result.timings["judging"] > 0
+    assert result.timings["total"] >= sum(result.timings[k] for k in ("painting", "critique", "judging", "filtering"))
 
 
 def test_process_prompt_reports_errors_instead_of_raising(tiny_components: SimpleNamespace) -> None:
