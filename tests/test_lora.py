@@ -128,6 +128,16 @@ def test_save_load_roundtrip_keeps_scale():
         torch.testing.assert_close(lora_delta(*loaded[module]), lora_delta(a, b, s))
 
 
+def test_metadata_copied_from_another_file_cannot_change_the_scale(tmp_path):
+    original = tiny_lora(scale=2.0)
+    _, stale = load_lora(save_lora(tmp_path / "a", original))  # says lora_alpha = 8 for rank 4
+    merged = merge_loras([original])  # scale folded into B: alpha = rank
+    loaded, meta = load_lora(save_lora(tmp_path / "b", merged, stale))
+    assert json.loads(meta["lora_adapter_metadata"])["transformer.lora_alpha"] == 4.0
+    for module, (a, b, s) in original.items():
+        torch.testing.assert_close(lora_delta(*loaded[module]), lora_delta(a, b, s))
+
+
 def test_merge_equals_weighted_sum_of_deltas():
     first = tiny_lora(seed=1, rank=4, scale=2.0)
     second = tiny_lora(seed=2, rank=3, scale=0.5, single_linear1=True)

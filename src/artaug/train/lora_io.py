@@ -129,16 +129,18 @@ def save_lora(path: str | Path, lora: Lora, extra_metadata: Mapping[str, Any] | 
         "use_dora": False,
         "lora_bias": False,
     }
-    metadata = {
-        "format": "pt",
-        "lora_adapter_metadata": json.dumps(
-            {f"transformer.{k}": v for k, v in adapter.items()}, indent=2, sort_keys=True
-        ),
-    }
-    for key, value in (extra_metadata or {}).items():
-        metadata[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    # Extra metadata first: copied from another file, its format keys must not describe these tensors.
+    metadata = _encode(extra_metadata)
+    metadata["format"] = "pt"
+    metadata["lora_adapter_metadata"] = json.dumps(
+        {f"transformer.{k}": v for k, v in adapter.items()}, indent=2, sort_keys=True
+    )
     save_file(tensors, str(path), metadata=metadata)
     return path
+
+
+def _encode(metadata: Mapping[str, Any] | None) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()}
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -243,9 +245,9 @@ def save_kohya(path: str | Path, lora: Lora, extra_metadata: Mapping[str, Any] |
     if path.suffix != ".safetensors":
         path = path / KOHYA_WEIGHT_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"format": "pt", "ss_network_module": "networks.lora_flux"}
-    for key, value in (extra_metadata or {}).items():
-        metadata[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    metadata = _encode(extra_metadata)
+    metadata.pop("lora_adapter_metadata", None)  # describes diffusers-format tensors, not these
+    metadata.update({"format": "pt", "ss_network_module": "networks.lora_flux"})
     save_file(to_kohya(lora), str(path), metadata=metadata)
     return path
 

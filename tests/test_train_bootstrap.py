@@ -1,0 +1,103 @@
+"""The bootstrap cycle end to end on the tiny painter: an accepted iteration, then a rollback, then a resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from artaug.synth.filters import FilterConfig
+from artaug.synth.prompts import PromptRecord
+from artaug.synth.run import load_synth_config
+from artaug.train.bootstrap import BootstrapConfig, bootstrap
+from artaug.train.config import TrainConfig
+from artaug.train.lora_io import load_lora, lora_delta
+from artaug.types import Box, Critique, Edit, PaintRequest
+
+TINY = {
+    "painter.height": "64",
+    "painter.width": "64",
+    "painter.num_inference_steps": "2",
+    "painter.max_sequence_length": "16",
+    "loop.region_max_sequence_length": "16",
+    "loop.rounds": "1",
+}
+
+
+class ScriptedCritic:
+    """Always asks for the same regional edit (the tiny VLM rarely writes a parseable one)."""
+
+    model_id = "scripted"
+    template_version = "test"
+
+    def critique(self, image: Image.Image, prompt: str) -> Critique:
+        return Critique(edits=[Edit(Box(0.0, 0.0, 0.5, 0.5), "a bright red square")], raw="scripted")
+
+
+class ScriptedScores:
+    """Held-out scores by phase: the base, iteration 1 (better: kept), iteration 2 (worse: rolled back)."""
+
+    def __init__(self, means: list[float]):
+        self.means, self.calls = list(means), 0
+
+    def __call__(self, images: list[Image.Image], prompts: list[str]) -> list[float]:
+        assert len(images) == len(prompts)
+        mean = self.means[self.calls]
+        self.calls += 1
+        return [mean] * len(images)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_bootstrap_keeps_an_improvement_rolls_back_a_regression_and_resumes(tiny_painter_dir: Path, tmp_path: Path):
+    from artaug.judge import Judge
+    from artaug.painter import FluxPainter
+
+    painter = FluxPainter.from_pretrained(str(tiny_painter_dir))
+    components = SimpleNamespace(painter=painter, critic=ScriptedCritic(), judge=Judge())
+    synth = load_synth_config(None, TINY)
+    synth.filters = FilterConfig(keep_not_scored=True, min_similarity=0.0)
+    prompts = [PromptRecord("fox", "a red fox in the snow", 5), PromptRecord("cat", "a cat on a red couch", 6)]
+    heldout = [PromptRecord("dog", "a dog in the park at sunset", 11)]
+    train = TrainConfig(resolution=64, steps=2, mixed_precision="no", max_sequence_length=16, rank=4,
+                        learning_rate=1e-2, checkpoint_every=0, progress=False)  # fmt: skip
+    config = BootstrapConfig(iterations=3, score="scripted", train=train)
+    scores = ScriptedScores([1.0, 2.0, 1.5])
+
+    report = bootstrap(prompts, heldout, synth, config, tmp_path, components=components, heldout_scorer=scores)
+
+    # 1. Iteration 1 improved and was kept; iteration 2 did not and was rolled back; the run stopped there.
+    assert [it["accepted"] for it in report.iterations] == [True, False]
+    assert report.baseline == 1.0 and [it["reference"] for it in report.iterations] == [1.0, 2.0]
+    assert "iteration 2 did not improve" in report.stopped and scores.calls == 3
+    # 2. The final LoRA is iteration 1's, exactly (the rolled-back iteration is not in it).
+    final, meta = load_lora(report.final)
+    first, _ = load_lora(report.iterations[0]["lora"])
+    assert set(final) == set(first) and meta["artaug.iteration"] == "1"
+    for module, (a, b, s) in first.items():
+        torch.testing.assert_close(lora_delta(*final[module]), lora_delta(a, b, s))
+    # 3. After the rollback the painter paints like the accepted iteration-1 painter (same held-out seed).
+    request = PaintRequest(prompt=heldout[0].prompt, seed=heldout[0].seed, height=64, width=64,
+                           num_inference_steps=2, max_sequence_length=16)  # fmt: skip
+    now = np.asarray(painter.paint(request).image, dtype=float)
+    kept = np.asarray(Image.open(tmp_path / "iteration-1" / "heldout" / "dog.png"), dtype=float)
+    base = np.asarray(Image.open(tmp_path / "heldout-0" / "dog.png"), dtype=float)
+    assert np.abs(now - kept).max() <= 2 and np.abs(kept - base).max() > 0
+    # 4. The report: a table and a plot.
+    text = (tmp_path / "report.md").read_text()
+    assert "| 1 |" in text and "kept" in text and "rolled back" in text
+    assert (tmp_path / "report.png").stat().st_size > 0
+    # 5. Resuming a finished run does no work and gives the same report.
+    again = bootstrap(prompts, heldout, synth, config, tmp_path, components=components,
+                      heldout_scorer=ScriptedScores([]))  # fmt: skip
+    assert again.iterations == report.iterations and again.final == report.final
