@@ -176,7 +176,11 @@ def test_attention_mode_equals_stock_pipeline_with_the_joint_mask(painter, pipe,
         regional="attention", region_max_sequence_length=8, edits=(Edit(LEFT, OTHER), Edit(Box(0.5, 0, 1, 0.5), "x"))
     )
     before = dict(painter.pipe.transformer.attn_processors)
-    painting = painter.paint(request)
+    painter.attention_impl = "mask"  # the reference: the mask handed to the pipeline's own processors
+    try:
+        painting = painter.paint(request)
+    finally:
+        painter.attention_impl = "grouped"
     after = painter.pipe.transformer.attn_processors
     assert all(after[name] is proc for name, proc in before.items())  # restored, same objects
 
@@ -198,6 +202,26 @@ def test_attention_mode_equals_stock_pipeline_with_the_joint_mask(painter, pipe,
     assert torch.equal(painting.latents, expected)
     assert painting.cost.transformer_passes == 3  # one pass per step, whatever the number of edits
     assert not np.array_equal(_pixels(painting), _pixels(plain))
+
+
+def test_grouped_attention_equals_the_masked_reference(painter):
+    request = BASE.replace(
+        regional="attention",
+        region_max_sequence_length=8,
+        edits=(Edit(LEFT, OTHER), Edit(Box(0.25, 0.25, 0.9, 1.0), "a dragon over a castle")),  # overlapping boxes
+    )
+    latents = torch.randn(1, 32, 64, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor(800.0)
+    assert painter.attention_impl == "grouped"
+    grouped_v, grouped = painter.predict(request, latents, t), painter.paint(request)
+    painter.attention_impl = "mask"
+    try:
+        masked_v, masked = painter.predict(request, latents, t), painter.paint(request)
+    finally:
+        painter.attention_impl = "grouped"
+    torch.testing.assert_close(grouped_v, masked_v, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grouped.latents, masked.latents, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(grouped_v, painter.predict(BASE, latents, t), atol=1e-4)  # the regions do act
 
 
 def test_attention_processors_restored_after_an_error(painter):

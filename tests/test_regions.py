@@ -174,3 +174,26 @@ def test_joint_attention_mask_without_regions_is_all_true():
 def test_joint_attention_mask_needs_one_mask_per_region():
     with pytest.raises(ValueError, match="one token mask per region"):
         regions.joint_attention_mask(4, [2, 2], torch.zeros(1, 16))
+
+
+def test_attention_groups_partition_queries_and_rebuild_the_mask():
+    masks = regions.token_masks([Box(0, 0, 0.5, 0.5), Box(0.25, 0.25, 1.0, 0.75)], 64, 64)
+    mask = regions.joint_attention_mask(4, [3, 2], masks)
+    groups = regions.attention_groups(mask)
+    rebuilt = torch.zeros_like(mask)
+    seen = torch.zeros(mask.shape[0], dtype=torch.long)
+    for rows, cols in groups:
+        seen[rows] += 1
+        rebuilt[rows[:, None], cols[None, :]] = True
+    assert torch.equal(seen, torch.ones_like(seen))  # every query in exactly one group
+    assert torch.equal(rebuilt, mask)
+    # Region texts (2 groups), image outside boxes / in box 1 only / in box 2 only, and the base text together with
+    # the image token in both boxes (both may attend to everything).
+    assert len(groups) == 6
+
+
+def test_attention_groups_need_a_square_boolean_mask():
+    with pytest.raises(ValueError, match="square boolean"):
+        regions.attention_groups(torch.ones(3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="square boolean"):
+        regions.attention_groups(torch.ones(3, 3))

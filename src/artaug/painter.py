@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+import torch.nn.functional as F
 
 from artaug import regions
 from artaug.types import Cost, Painting, PaintRequest
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 Offload = Literal["none", "model", "sequential"]
 OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential")
 DEFAULT_PAINTER = "black-forest-labs/FLUX.1-dev"
+# How attention mode applies its mask: "grouped" runs unmasked attention per group of queries that share allowed keys
+# (fused kernels stay usable); "mask" hands the boolean mask to the pipeline's own processors (the reference).
+AttentionImpl = Literal["grouped", "mask"]
 _PROMPT_CACHE_SIZE = 16
 
 
@@ -44,7 +48,8 @@ class FluxPainter:
     """Paints ``PaintRequest``s with a FLUX pipeline; see the module docstring for the regional modes.
 
     ``max_batch`` caps how many prompt sequences one transformer call carries in blend mode (None: all 1 + N at
-    once; on out-of-memory the batch is halved and a warning logged). ``cache_prompts`` keeps the last few prompt
+    once; on out-of-memory the batch is halved and a warning logged). ``attention_impl`` picks how attention mode
+    applies its mask (``AttentionImpl``; both compute the same attention). ``cache_prompts`` keeps the last few prompt
     encodings (the loop repaints the same global prompt every round); encoders are deterministic, so this is exact,
     and the cache is cleared whenever LoRAs change through this class. Call ``clear_prompt_cache()`` after changing
     ``pipe``'s text encoders by hand.
@@ -59,6 +64,7 @@ class FluxPainter:
         self.model_id = model_id or getattr(pipe.config, "_name_or_path", "") or type(pipe).__name__
         self.max_batch = max_batch
         self.cache_prompts = cache_prompts
+        self.attention_impl: AttentionImpl = "grouped"
         self._prompt_cache: OrderedDict[tuple, tuple[torch.Tensor, ...]] = OrderedDict()
         self._lora_scales: dict[str, float] = {}
         self._fused = False
@@ -152,7 +158,7 @@ class FluxPainter:
         pipe = self.pipe
 
         # 1. Check inputs
-        self._check(request, init)
+        check_request(request, init)
         device = pipe._execution_device
 
         # 2. Encode the global prompt (and, below, the local ones)
@@ -200,7 +206,7 @@ class FluxPainter:
 
         For inspecting and testing regional control (e.g. that blend leaves the prediction outside every box alone).
         """
-        self._check(request.replace(strength=1.0), None)
+        check_request(request.replace(strength=1.0))
         device = self.pipe._execution_device
         embeds, pooled = self._encode(request.prompt, request.max_sequence_length, device)
         rows, cols = regions.token_grid(request.height, request.width)
@@ -219,21 +225,16 @@ class FluxPainter:
             predict, passes = self._blend(request, embeds, pooled, text_ids, image_ids, guidance, device)
             return predict, passes, contextlib.nullcontext()
         predict, mask = self._attention(request, embeds, pooled, image_ids, guidance, device)
-        return predict, 1, _regional_processors(self.pipe.transformer, mask)
-
-    def _check(self, request: PaintRequest, init: Painting | None) -> None:
-        regions.token_grid(request.height, request.width)
-        if not 1 <= request.max_sequence_length <= 512:
-            raise ValueError(f"max_sequence_length must be in [1, 512], got {request.max_sequence_length}")
-        if request.edits and request.regional == "attention" and request.region_max_sequence_length < 1:
-            raise ValueError(f"region_max_sequence_length must be >= 1, got {request.region_max_sequence_length}")
-        if request.strength < 1.0 and init is None:
-            raise ValueError("strength < 1 revises an existing painting: pass init=")
-        if init is not None and (init.request.height, init.request.width) != (request.height, request.width):
-            raise ValueError(
-                f"init painting is {init.request.width}x{init.request.height}, "
-                f"the request is {request.width}x{request.height}"
+        if self.attention_impl == "mask":
+            processor = lambda inner: RegionalAttnProcessor(inner, mask[None, None])  # noqa: E731
+        elif self.attention_impl == "grouped":
+            shared = GroupedRegionalAttnProcessor(
+                [(q.to(device), k.to(device)) for q, k in regions.attention_groups(mask)]
             )
+            processor = lambda inner: shared  # noqa: E731
+        else:
+            raise ValueError(f"attention_impl must be 'grouped' or 'mask', got {self.attention_impl!r}")
+        return predict, 1, _regional_processors(self.pipe.transformer, processor)
 
     def _encode(self, prompt: str, max_sequence_length: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         """T5 sequence embeddings and CLIP pooled embedding of one prompt, cached by prompt, length, device, dtype."""
@@ -367,7 +368,7 @@ class FluxPainter:
                     torch.cuda.empty_cache()
 
     def _attention(self, request, embeds, pooled, image_ids, guidance, device) -> tuple[Callable, torch.Tensor]:
-        """Single pass: region texts appended to the base text, attention restricted by ``joint_attention_mask``."""
+        """Single pass: region texts appended to the base text; returns the step function and the (L, L) mask."""
         encoded = [self._encode(e.prompt, request.region_max_sequence_length, device) for e in request.edits]
         joint = torch.cat([embeds, *(e for e, _ in encoded)], dim=1)
         text_ids = self._text_ids(joint.shape[1], device)
@@ -378,7 +379,7 @@ class FluxPainter:
         def predict(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self._transformer(latents, t, joint, pooled, text_ids, image_ids, guidance)
 
-        return predict, mask[None, None].to(device)
+        return predict, mask
 
     def _decode(self, latents: torch.Tensor, request: PaintRequest):
         pipe = self.pipe
@@ -389,6 +390,22 @@ class FluxPainter:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def check_request(request: PaintRequest, init: Painting | None = None) -> None:
+    """Raise ``ValueError`` for a request the painter cannot paint; needs no model, so callers can check first."""
+    regions.token_grid(request.height, request.width)
+    if not 1 <= request.max_sequence_length <= 512:
+        raise ValueError(f"max_sequence_length must be in [1, 512], got {request.max_sequence_length}")
+    if request.edits and request.regional == "attention" and request.region_max_sequence_length < 1:
+        raise ValueError(f"region_max_sequence_length must be >= 1, got {request.region_max_sequence_length}")
+    if request.strength < 1.0 and init is None:
+        raise ValueError("strength < 1 revises an existing painting: pass init=")
+    if init is not None and (init.request.height, init.request.width) != (request.height, request.width):
+        raise ValueError(
+            f"init painting is {init.request.width}x{init.request.height}, "
+            f"the request is {request.width}x{request.height}"
+        )
 
 
 def start_index(num_steps: int, strength: float) -> int:
@@ -440,9 +457,10 @@ def _resolve_source(id_or_dir: str) -> str:
 
 
 class RegionalAttnProcessor:
-    """Wraps a transformer's own attention processor and hands it the regional mask.
+    """Wraps a transformer's own attention processor and hands it the regional mask (``attention_impl="mask"``).
 
-    Delegating (instead of reimplementing attention) keeps whatever backend the processor was set up with.
+    Delegating (instead of reimplementing attention) keeps whatever backend the processor was set up with; a mask
+    rules out FlashAttention, though, so SDPA falls back to slower kernels.
     """
 
     def __init__(self, inner: Any, mask: torch.Tensor) -> None:
@@ -452,14 +470,71 @@ class RegionalAttnProcessor:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
         if attention_mask is not None:
             raise ValueError("regional attention cannot be combined with another attention_mask")
-        return self.inner(attn, hidden_states, encoder_hidden_states, self.mask, image_rotary_emb)
+        mask = self.mask.to(hidden_states.device)
+        return self.inner(attn, hidden_states, encoder_hidden_states, mask, image_rotary_emb)
+
+
+class GroupedRegionalAttnProcessor:
+    """FLUX joint attention computed group by group (``regions.attention_groups``), each group without a mask.
+
+    The projections, QK norms, rotary embedding and output projections are those of diffusers' ``FluxAttnProcessor``
+    (double-stream blocks pass the text separately, single-stream blocks pass [text, image] at once); only the
+    attention call differs. Tested against the masked reference.
+    """
+
+    def __init__(self, groups: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.groups = groups
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        if attention_mask is not None:
+            raise ValueError("regional attention cannot be combined with another attention_mask")
+        query, key, value = (
+            _heads(x, attn.head_dim) for x in _project(attn, hidden_states, attn.to_q, attn.to_k, attn.to_v)
+        )
+        query, key = attn.norm_q(query), attn.norm_k(key)
+        if encoder_hidden_states is not None and attn.added_kv_proj_dim is not None:
+            text = _project(attn, encoder_hidden_states, attn.add_q_proj, attn.add_k_proj, attn.add_v_proj, added=True)
+            text_q, text_k, text_v = (_heads(x, attn.head_dim) for x in text)
+            text_q, text_k = attn.norm_added_q(text_q), attn.norm_added_k(text_k)
+            query, key, value = (torch.cat(pair, dim=1) for pair in ((text_q, query), (text_k, key), (text_v, value)))
+        if image_rotary_emb is not None:
+            query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+            key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
+
+        # (B, L, H, D) -> (B, H, L, D); every query row belongs to exactly one group.
+        query, key, value = (x.transpose(1, 2) for x in (query, key, value))
+        out = torch.empty_like(query)
+        for rows, cols in self.groups:
+            out[:, :, rows] = F.scaled_dot_product_attention(query[:, :, rows], key[:, :, cols], value[:, :, cols])
+        out = out.transpose(1, 2).flatten(2, 3).to(query.dtype)
+
+        if encoder_hidden_states is None:
+            return out
+        text_len = encoder_hidden_states.shape[1]
+        text_out, image_out = out[:, :text_len], out[:, text_len:]
+        image_out = attn.to_out[1](attn.to_out[0](image_out.contiguous()))
+        return image_out, attn.to_add_out(text_out.contiguous())
+
+
+def _project(attn, states, to_q, to_k, to_v, added: bool = False) -> tuple[torch.Tensor, ...]:
+    # Layers whose QKV projections were fused (``transformer.fuse_qkv_projections()``) carry one packed linear.
+    fused = getattr(attn, "to_added_qkv" if added else "to_qkv", None)
+    if getattr(attn, "fused_projections", False) and fused is not None:
+        return fused(states).chunk(3, dim=-1)
+    return to_q(states), to_k(states), to_v(states)
+
+
+def _heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
+    return x.unflatten(-1, (-1, head_dim))
 
 
 @contextlib.contextmanager
-def _regional_processors(transformer: Any, mask: torch.Tensor) -> Iterator[None]:
-    """Install ``RegionalAttnProcessor`` on every attention layer for the duration of the block, then restore."""
+def _regional_processors(transformer: Any, make: Callable[[Any], Any]) -> Iterator[None]:
+    """Install ``make(original)`` on every attention layer for the duration of the block, then restore them."""
     original = transformer.attn_processors
-    transformer.set_attn_processor({name: RegionalAttnProcessor(p, mask) for name, p in original.items()})
+    transformer.set_attn_processor({name: make(p) for name, p in original.items()})
     try:
         yield
     finally:

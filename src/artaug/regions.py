@@ -153,3 +153,16 @@ def joint_attention_mask(text_len: int, region_text_lens: Sequence[int], masks: 
         allowed[:, region] |= inside[:, None]
         start += length
     return allowed
+
+
+def attention_groups(allowed: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Split a boolean ``(L, L)`` attention mask into ``(query indices, key indices)`` groups of identical rows.
+
+    Attending each group's queries to exactly its allowed keys, without a mask, is the masked attention: a masked key
+    adds exp(-inf) = 0 to the softmax. Unmasked calls keep fused kernels (FlashAttention) that a mask rules out. The
+    single-pass mask has few distinct rows: base text, each region's text, and one per set of overlapping boxes.
+    """
+    if allowed.dim() != 2 or allowed.shape[0] != allowed.shape[1] or allowed.dtype != torch.bool:
+        raise ValueError(f"need a square boolean mask, got {tuple(allowed.shape)} {allowed.dtype}")
+    rows, inverse = torch.unique(allowed, dim=0, return_inverse=True)
+    return [((inverse == g).nonzero().flatten(), rows[g].nonzero().flatten()) for g in range(rows.shape[0])]
