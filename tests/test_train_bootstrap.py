@@ -101,3 +101,25 @@ def test_bootstrap_keeps_an_improvement_rolls_back_a_regression_and_resumes(tiny
     again = bootstrap(prompts, heldout, synth, config, tmp_path, components=components,
                       heldout_scorer=ScriptedScores([]))  # fmt: skip
     assert again.iterations == report.iterations and again.final == report.final
+
+
+def test_bootstrap_command_on_the_tiny_models(tmp_path: Path, tiny_clip_dir: Path, capsys):
+    """The real tiny painter, critic and CLIP alignment judge through the CLI; a resumed run redoes nothing."""
+    from artaug.cli import main
+
+    (tmp_path / "prompts.txt").write_text("a red fox in the snow\na cat on a red couch\n")
+    (tmp_path / "heldout.txt").write_text("a dog in the park\n")
+    argv = ["bootstrap", "--tiny", "--prompts", str(tmp_path / "prompts.txt"),
+            "--heldout", str(tmp_path / "heldout.txt"), "--iterations", "2", "--out", str(tmp_path / "run"),
+            "--steps", "2", "--resolution", "64", "--mixed-precision", "no", "--max-sequence-length", "16",
+            "--no-progress", "--score", "alignment",
+            "--set", "judge.alignment=true", "--set", f"judge.alignment_clip={tiny_clip_dir}",
+            "--set", "synth.filters.keep_not_scored=true", "--set", "synth.filters.min_similarity=0",
+            "--set", "synth.filters.revised=false"]  # fmt: skip
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "| 0 (base) |" in first and "| 1 | 2 |" in first and "stopped:" in first
+    assert (tmp_path / "run" / "report.png").is_file() and (tmp_path / "run" / "iteration-1" / "lora").is_dir()
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[:4] == first.splitlines()[:4]
+    assert main([*argv[:-10], "--score", "aesthetic"]) == 2  # the judge runs no aesthetic scorer: a clear error

@@ -1,4 +1,5 @@
-"""``artaug train PAIRS_DIR`` (differential LoRA training) and ``artaug lora merge`` / ``artaug lora kohya``."""
+"""``artaug train PAIRS_DIR`` (differential LoRA training), ``artaug bootstrap`` (the self-improvement cycle) and
+``artaug lora merge`` / ``artaug lora kohya``."""
 
 from __future__ import annotations
 
@@ -31,6 +32,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--all-pairs", action="store_true", help="also train on pairs the synth filters rejected")
     _add_config_flags(train)
     train.set_defaults(func=run_train)
+
+    boot = subparsers.add_parser(
+        "bootstrap",
+        help="synth → differential train → fuse → score held-out prompts, repeated while it helps",
+        description="Each iteration synthesizes pairs with the current painter, trains a differential LoRA on them, "
+        "fuses it and scores the held-out prompts (same seeds); it is kept only if the score improves, otherwise "
+        "rolled back and the run stops. Writes DIR/final (the merged kept LoRAs), report.md and report.png. Run it "
+        "again with the same --out to resume.",
+    )
+    boot.add_argument("--prompts", type=Path, required=True, help="prompts file for synthesis (.txt/.jsonl/.csv)")
+    boot.add_argument("--heldout", type=Path, required=True, help="held-out prompts file (scored, never trained on)")
+    boot.add_argument("--iterations", type=int, default=3, help="most iterations (default 3)")
+    boot.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
+    boot.add_argument("--synth-config", type=Path, help="TOML with painter/critic/judge/loop sections and [synth]")
+    boot.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="synth config override")
+    boot.add_argument("--painter", help="painter hub id or folder (painter.model)")
+    boot.add_argument("--critic", help="critic hub id, folder or OpenAI-compatible URL (critic.model)")
+    boot.add_argument("--tiny", action="store_true", help="the built-in tiny models at 64 px (plumbing only)")
+    boot.add_argument("--score", default="aesthetic", help="judge score averaged over the held-out prompts")
+    boot.add_argument("--min-improvement", type=float, default=0.0, help="least held-out gain that counts")
+    boot.add_argument("--config", type=Path, help="TOML with a [train] table of TrainConfig fields")
+    boot.add_argument("--format", choices=FORMATS, default="diffusers", help="final LoRA file format(s)")
+    _add_config_flags(boot)
+    boot.set_defaults(func=run_bootstrap)
 
     lora = subparsers.add_parser("lora", help="merge or convert LoRA files")
     actions = lora.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -101,6 +126,42 @@ def run_train(args: argparse.Namespace) -> int:
     for path in (result.path, result.kohya_path):
         if path is not None and path.exists():
             print(f"wrote {path}")
+    return 0
+
+
+def run_bootstrap(args: argparse.Namespace) -> int:
+    from artaug.commands.synth import TINY_PRESET
+    from artaug.config import parse_set_options
+    from artaug.synth.prompts import read_prompts
+    from artaug.synth.run import load_synth_config
+    from artaug.train.bootstrap import BootstrapConfig, bootstrap
+
+    # 1. The configs: synth (defaults < --tiny < file < flags < --set) and train (file < flags).
+    overrides: dict[str, str] = {}
+    if args.tiny:
+        from artaug.tiny import tiny_critic_path, tiny_painter_path
+
+        overrides |= TINY_PRESET | {"painter.model": str(tiny_painter_path()), "critic.model": str(tiny_critic_path())}
+    overrides |= {k: v for k, v in {"painter.model": args.painter, "critic.model": args.critic}.items() if v}
+    try:
+        overrides |= parse_set_options(args.set)
+        synth_config = load_synth_config(args.synth_config, overrides)
+        config = BootstrapConfig(iterations=args.iterations, score=args.score, min_improvement=args.min_improvement,
+                                 kohya=args.format != "diffusers", train=config_from_args(args))  # fmt: skip
+        prompts, heldout = read_prompts(args.prompts), read_prompts(args.heldout)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # 2. Run (resumes whatever --out holds) and print the table.
+    try:
+        report = bootstrap(prompts, heldout, synth_config, config, args.out)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report.table())
+    print(f"stopped: {report.stopped}")
+    print(f"final LoRA: {report.final or 'none (no iteration improved the held-out score)'}")
+    print(f"report: {args.out / 'report.md'}")
     return 0
 
 

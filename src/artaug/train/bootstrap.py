@@ -228,6 +228,7 @@ def _write_report(report: BootstrapReport) -> None:
             ax.annotate("rolled back", (it["index"], it["score"]), textcoords="offset points", xytext=(4, 6))
     ax.set_xlabel("iteration")
     ax.set_ylabel("held-out score")
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_xticks(xs)
     ax.set_title("artaug bootstrap")
     fig.tight_layout()
