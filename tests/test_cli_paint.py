@@ -67,15 +67,27 @@ def test_paint_with_edits_records_them(tiny_painter_dir, tmp_path, mode):
 
 
 def test_defaults_match_flux_pipeline():
+    from artaug.commands.paint import resolve
+
     args = build_parser().parse_args(["paint", "a cat"])
-    assert (args.height, args.width, args.steps, args.guidance_scale) == (1024, 1024, 28, 3.5)
-    assert args.max_sequence_length == 512 and args.painter == "black-forest-labs/FLUX.1-dev"
-    assert args.rounds == 0 and args.edit == [] and args.offload == "none"
+    config = resolve(args)
+    painter = config.painter
+    assert (painter.height, painter.width, painter.num_inference_steps, painter.guidance_scale) == (
+        1024,
+        1024,
+        28,
+        3.5,
+    )
+    assert painter.max_sequence_length == 512 and painter.model == "black-forest-labs/FLUX.1-dev"
+    assert config.critic.model == "Qwen/Qwen2-VL-7B-Instruct" and config.loop.rounds == 2
+    assert args.edit == [] and painter.offload == "none"
 
 
-def test_rounds_above_zero_is_not_available_yet(tmp_path, capsys):
-    assert main(["paint", "a cat", "--rounds", "2", "--output", str(tmp_path / "x.png")]) == 2
-    assert "the critic loop is not available yet" in capsys.readouterr().err
+def test_edits_belong_to_rounds_zero(tmp_path, capsys):
+    assert (
+        main(["paint", "a cat", "--rounds", "2", "--edit", "0,0,1,1=a dog", "--output", str(tmp_path / "x.png")]) == 2
+    )
+    assert "--edit is for --rounds 0" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 
 

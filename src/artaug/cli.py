@@ -10,12 +10,12 @@ from artaug import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     # Each command module exposes ``register(subparsers)``; listed explicitly so the wiring reads in one place.
-    from artaug.commands import critique, paint, synth, tiny, train
+    from artaug.commands import critique, demo, paint, replay, synth, tiny, train
 
     parser = argparse.ArgumentParser(prog="artaug", description=__doc__)
     parser.add_argument("--version", action="version", version=f"artaug {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (critique, paint, synth, tiny, train):
+    for module in (paint, critique, replay, demo, synth, train, tiny):
         module.register(subparsers)
     return parser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from artaug.config import Config, CriticConfig
+from artaug.config import Config, CriticConfig, PainterConfig
 
 
 def resolve_dtype(name: str, device: str | None) -> Any:
@@ -28,10 +28,6 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def is_url(spec: str) -> bool:
-    return spec.startswith(("http://", "https://"))
-
-
 @dataclass
 class Components:
     """A loaded painter, critic (or None) and judge."""
@@ -43,18 +39,8 @@ class Components:
     @classmethod
     def load(cls, config: Config, *, with_critic: bool = True) -> Components:
         from artaug.judge import Judge
-        from artaug.painter import FluxPainter
 
-        device = resolve_device(config.painter.device)
-        painter = FluxPainter.from_pretrained(
-            config.painter.model,
-            dtype=resolve_dtype(config.painter.dtype, device),
-            device=device,
-            offload=config.painter.offload,
-        )
-        if config.painter.lora:
-            painter.load_lora(config.painter.lora)
-            painter.fuse_lora()
+        painter = load_painter(config.painter)
         critic = load_configured_critic(config.critic) if with_critic and config.loop.rounds > 0 else None
         judge = Judge.from_config(config.judge, critic=critic)
         return cls(painter, critic, judge)
@@ -70,10 +56,28 @@ class Components:
         return data
 
 
-def load_configured_critic(config: CriticConfig) -> Any:
-    from artaug.critic import load_critic
+def load_painter(config: PainterConfig) -> Any:
+    """The ``FluxPainter`` a ``[painter]`` section names, with its LoRA (if any) loaded and fused."""
+    from artaug.painter import FluxPainter
 
-    options: dict[str, Any] = {"max_edits": config.max_edits, "convention": config.convention}
+    device = resolve_device(config.device)
+    painter = FluxPainter.from_pretrained(
+        config.model, dtype=resolve_dtype(config.dtype, device), device=device, offload=config.offload
+    )
+    if config.lora:
+        painter.load_lora(config.lora)
+        painter.fuse_lora()
+    return painter
+
+
+def load_configured_critic(config: CriticConfig) -> Any:
+    from artaug.critic import is_url, load_critic
+
+    options: dict[str, Any] = {
+        "max_edits": config.max_edits,
+        "convention": config.convention,
+        "max_new_tokens": config.max_new_tokens,
+    }
     if config.template != "auto":
         options["template"] = config.template
     if is_url(config.model):
@@ -85,7 +89,7 @@ def load_configured_critic(config: CriticConfig) -> Any:
         )
     else:
         device = resolve_device(config.device)
-        options.update(dtype=resolve_dtype(config.dtype, device), device=device, max_new_tokens=config.max_new_tokens)
+        options.update(dtype=resolve_dtype(config.dtype, device), device=device)
     critic = load_critic(config.model, **options)
     if config.cache_dir:
         from artaug.critic import CachedCritic

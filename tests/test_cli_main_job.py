@@ -1,0 +1,69 @@
+"""``artaug paint`` as the main job, end to end on the tiny painter and the tiny Qwen2-VL critic; replay; demo."""
+
+import json
+import socket
+
+from PIL import Image
+
+from artaug.cli import main
+
+TINY = ["--height", "128", "--width", "128", "--steps", "4", "--max-sequence-length", "16", "--seed", "1"]
+
+
+def test_main_job_with_the_tiny_critic_then_replay(tiny_painter_dir, tiny_critic_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["paint", "a lighthouse at dusk", "--painter", str(tiny_painter_dir), "--critic", str(tiny_critic_dir),
+                 "--rounds", "2", *TINY, "--output", str(run)])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"run: {run}" in out and "total:" in out
+
+    trail = json.loads((run / "trail.json").read_text())
+    assert trail["provenance"]["painter"]["id"] == str(tiny_painter_dir)
+    assert len(trail["provenance"]["painter"]["folder_digest"]) == 64
+    assert trail["provenance"]["critic"]["id"] == str(tiny_critic_dir)
+    assert trail["provenance"]["template_version"].startswith("grounding")
+    assert trail["rounds"], "the critic was asked at least once"
+    first_round = trail["rounds"][0]["critique"]
+    assert first_round["raw"] and first_round["error"] is None and first_round["image_size"] == [128, 128]
+    for name in ("round_00.png", "final.png", "contact_sheet.png", "config.toml"):
+        assert (run / name).is_file(), name
+    assert Image.open(run / "final.png").size == (128, 128)
+
+    assert main(["replay", str(run / "trail.json")]) == 0
+    assert "replay identical" in capsys.readouterr().out
+
+
+def test_a_dead_critic_endpoint_skips_rounds_and_keeps_the_painting(tiny_painter_dir, tmp_path, capsys):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    output = tmp_path / "dead.png"
+    code = main(["paint", "a lighthouse", "--painter", str(tiny_painter_dir), "--critic", f"http://127.0.0.1:{port}/v1",
+                 "--model", "qwen", "--set", "critic.max_retries=0", "--set", "critic.timeout=5", "--rounds", "2",
+                 *TINY, "--output", str(output)])  # fmt: skip
+    assert code == 0
+    trail = json.loads((tmp_path / "dead.trail.json").read_text())
+    assert len(trail["rounds"]) == 2 and trail["best"] == 0
+    assert all(r["critique"]["error"] and not r["accepted"] for r in trail["rounds"])
+    assert output.is_file()
+
+
+def test_replay_reports_a_changed_image(tiny_painter_dir, tmp_path, capsys):
+    output = tmp_path / "one.png"
+    assert main(["paint", "a boat", "--painter", str(tiny_painter_dir), "--critic", "http://127.0.0.1:9/v1",
+                 "--model", "m", "--set", "critic.max_retries=0", "--rounds", "1", *TINY,
+                 "--output", str(output)]) == 0  # fmt: skip
+    image = Image.open(output).convert("RGB")
+    image.putpixel((0, 0), tuple(255 - v for v in image.getpixel((0, 0))))
+    image.save(output)
+    capsys.readouterr()
+    assert main(["replay", str(tmp_path / "one.trail.json")]) == 1
+    assert "1/16384 pixels differ" in capsys.readouterr().out
+
+
+def test_demo_runs_offline(tmp_path, capsys):
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--rounds", "1"]) == 0
+    for name in ("plain.png", "blend.png", "attention.png", "run/trail.json", "run/final.png"):
+        assert (tmp_path / "demo" / name).is_file(), name
+    assert "run folder" in capsys.readouterr().out
