@@ -9,7 +9,9 @@ synchronise), the first step excluded as warm-up.
     python bench/bench_regional.py           # CPU: a narrow transformer (few, thin layers), real geometry
     python bench/bench_regional.py --full    # GPU: FLUX.1-dev's real transformer config, random bf16 weights
 
-Not a test: it asserts nothing. Issue 2's target: attention <= 1.3x plain at 4 edits at real geometry; blend is
+Attention mode is timed in both implementations: ``attention`` (grouped, unmasked calls; the painter's default) and
+``attn-mask`` (the boolean mask handed to diffusers' processors, which rules out FlashAttention). Not a test: it
+asserts nothing. Issue 2's target: attention <= 1.3x plain at 4 edits at real geometry; blend is
 (1 + N)x by construction and is reported as measured.
 """
 
@@ -97,7 +99,7 @@ def edits(n: int) -> tuple[Edit, ...]:
     )
 
 
-def time_steps(painter: FluxPainter, request: PaintRequest) -> Row:
+def time_steps(painter: FluxPainter, request: PaintRequest, attention_impl: str = "grouped") -> Row:
     stamps: list[tuple[float, float]] = []
     cuda = painter.pipe.transformer.device.type == "cuda"
 
@@ -106,11 +108,14 @@ def time_steps(painter: FluxPainter, request: PaintRequest) -> Row:
             torch.cuda.synchronize()
         stamps.append((time.perf_counter(), time.process_time()))
 
+    painter.attention_impl = attention_impl
     painting = painter.paint(request, progress=progress)
     pairs = list(zip(stamps, stamps[1:], strict=False))
     wall = statistics.median(b[0] - a[0] for a, b in pairs)
     cpu = statistics.median(b[1] - a[1] for a, b in pairs)
     mode = request.regional if request.edits else "plain"
+    if mode == "attention" and attention_impl == "mask":
+        mode = "attn-mask"
     return Row(mode, len(request.edits), wall, cpu, painting.cost.transformer_passes // painting.cost.steps)
 
 
@@ -141,7 +146,14 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads (1: no OpenMP spin-waits inflate CPU time on a busy host)"
     )
+    parser.add_argument(
+        "--attention-impl",
+        choices=("grouped", "mask", "both"),
+        default="both",
+        help="attention mode's implementation: grouped (default of FluxPainter), mask (reference), or both",
+    )
     args = parser.parse_args()
+    impls = ("grouped", "mask") if args.attention_impl == "both" else (args.attention_impl,)
     torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     steps = args.steps or (6 if args.device.startswith("cuda") else 3)
@@ -159,13 +171,16 @@ def main() -> None:
     # 2. Measure: plain first and last of each round (the run's own baseline, and drift), every mode in between.
     # On a shared machine the fastest of several rounds is the least disturbed estimate.
     time_steps(painter, base.replace(num_inference_steps=2))  # warm-up (allocator, kernels)
-    requests = [base] + [base.replace(edits=edits(n), regional=m) for n in args.edits for m in ("blend", "attention")]
-    requests.append(base)
+    requests = [(base, "grouped")]
+    for n in args.edits:
+        requests.append((base.replace(edits=edits(n), regional="blend"), "grouped"))
+        requests += [(base.replace(edits=edits(n), regional="attention"), impl) for impl in impls]
+    requests.append((base, "grouped"))
     rounds = []
     for index in range(args.repeats):
         rounds.append([])
-        for request in requests:
-            rounds[-1].append(row := time_steps(painter, request))
+        for request, impl in requests:
+            rounds[-1].append(row := time_steps(painter, request, impl))
             print(f"  round {index + 1}: {row.mode} {row.edits} edits: {row.wall:.4f} s/step", flush=True)
     rows = [min(column, key=lambda r: r.wall) for column in zip(*rounds, strict=True)]
 
