@@ -27,9 +27,9 @@ from artaug.synth.prompts import read_prompts, sample_prompts_path
 def run_workers(workers: int, prompts: Path, store: Path, rounds: int) -> dict[str, float]:
     command = [sys.executable, "-m", "artaug.cli", "synth", str(prompts), "--out", str(store), "--tiny"]
     command += ["--rounds", str(rounds), "--no-progress", "-q"]
-    # Share the CPUs fairly: each worker's torch gets its slice of the cores, as on one GPU per worker.
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    # One torch thread per worker in both runs: the tiny models are far too small for intra-op parallelism (on a
+    # shared 2-core machine two threads per process made a prompt ~5x slower), and it keeps the comparison fair.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     started = time.time()
     procs = [
         subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -66,7 +66,7 @@ def breakdown(timings: list[dict[str, float]]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prompts", type=int, default=8, help="prompts from the built-in sample set")
+    parser.add_argument("--prompts", type=int, default=32, help="prompts from the built-in sample set")
     parser.add_argument("--rounds", type=int, default=1, help="loop rounds per prompt")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_synth"))
     args = parser.parse_args()
@@ -90,6 +90,10 @@ def main() -> None:
         f"ratio 2 workers / 1 worker: {two['pairs_per_hour_end_to_end'] / one['pairs_per_hour_end_to_end']:.2f}x "
         f"end to end, {two['pairs_per_hour_steady'] / one['pairs_per_hour_steady']:.2f}x steady"
     )
+    # What the store adds around process_prompt (claim, PNG encoding, fsync, rename, commit), from the 1-worker run.
+    work = sum(t["total"] for t in one["timings"]) / one["pairs"]
+    overhead = one["steady_s"] / one["pairs"] - work
+    print(f"store overhead per prompt (1 worker): {overhead * 1000:.0f} ms on top of {work * 1000:.0f} ms of work")
     print("cost breakdown of a prompt (1 worker, mean over prompts):")
     for name, value in breakdown(one["timings"]).items():
         print(f"  {name:<28} {value:.3f}" if name.startswith("seconds") else f"  {name:<28} {value:6.1%}")
