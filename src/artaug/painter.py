@@ -11,7 +11,10 @@ Regional modes (see ``artaug.regions``):
   transformer call per step (1 + N sequences) and mixed by their box masks.
 * ``attention`` -- one pass per step: local prompts' text tokens join the joint attention sequence and a boolean mask
   restricts text<->image attention to each box. Attention processors are installed for the call and restored after.
-  The mask is hard (every token a box touches), so ``blur_sigma`` and ``Edit.strength`` apply to blend mode only.
+  By default they compute the masked attention as unmasked calls over groups of queries that share their allowed
+  keys (``attention_impl="grouped"``: a mask would rule out FlashAttention); ``"mask"`` hands the mask to diffusers'
+  own processors instead (the reference, identical to ``FluxPipeline`` with ``joint_attention_kwargs``). The mask is
+  hard (every token a box touches), so ``blur_sigma`` and ``Edit.strength`` apply to blend mode only.
 """
 
 from __future__ import annotations
@@ -225,16 +228,17 @@ class FluxPainter:
             predict, passes = self._blend(request, embeds, pooled, text_ids, image_ids, guidance, device)
             return predict, passes, contextlib.nullcontext()
         predict, mask = self._attention(request, embeds, pooled, image_ids, guidance, device)
+        return predict, 1, _regional_processors(self.pipe.transformer, self._processor_factory(mask, device))
+
+    def _processor_factory(self, mask: torch.Tensor, device: torch.device) -> Callable[[Any], Any]:
+        """original processor -> the regional processor that replaces it for one call, per ``attention_impl``."""
         if self.attention_impl == "mask":
-            processor = lambda inner: RegionalAttnProcessor(inner, mask[None, None])  # noqa: E731
-        elif self.attention_impl == "grouped":
-            shared = GroupedRegionalAttnProcessor(
-                [(q.to(device), k.to(device)) for q, k in regions.attention_groups(mask)]
-            )
-            processor = lambda inner: shared  # noqa: E731
-        else:
-            raise ValueError(f"attention_impl must be 'grouped' or 'mask', got {self.attention_impl!r}")
-        return predict, 1, _regional_processors(self.pipe.transformer, processor)
+            return lambda inner: RegionalAttnProcessor(inner, mask[None, None])
+        if self.attention_impl == "grouped":
+            groups = [(rows.to(device), cols.to(device)) for rows, cols in regions.attention_groups(mask)]
+            shared = GroupedRegionalAttnProcessor(groups)
+            return lambda inner: shared
+        raise ValueError(f"attention_impl must be 'grouped' or 'mask', got {self.attention_impl!r}")
 
     def _encode(self, prompt: str, max_sequence_length: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         """T5 sequence embeddings and CLIP pooled embedding of one prompt, cached by prompt, length, device, dtype."""
