@@ -144,6 +144,16 @@ class CachedData:
         return cls(t["latents"], t["prompt_embeds"], t["pooled_embeds"], tuple(json.loads(meta["latent_size"])))
 
 
+def _fingerprint(module) -> str:
+    """A cheap hash of a model's weights (a strided sample of every tensor), so other weights miss the cache."""
+    if module is None:
+        return ""
+    digest = hashlib.sha256()
+    for p in module.parameters():
+        digest.update(p.detach().flatten()[:: max(1, p.numel() // 64)].float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def cache_pairs(
     pipe, pairs: Sequence[TrainPair], resolution: int, max_sequence_length: int, cache_dir: Path | None = None
 ) -> tuple[CachedData, CachedData]:
@@ -161,6 +171,7 @@ def cache_pairs(
             "max_sequence_length": max_sequence_length,
             "vae": dict(pipe.vae.config),
             "t5": pipe.text_encoder_2.config.to_dict() if pipe.text_encoder_2 is not None else None,
+            "weights": [_fingerprint(m) for m in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2)],
         }
         key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
         paths = [Path(cache_dir) / f"{name}-{key}.safetensors" for name in ("before", "after")]

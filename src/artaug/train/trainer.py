@@ -211,10 +211,12 @@ def train_stage(
     if accelerator.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(accelerator.device)
 
-    # 1. Fresh LoRA layers (seeded init), frozen base in the training precision, LoRA parameters in float32.
-    weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
+    # 1. Fresh LoRA layers (seeded init), frozen base as loaded, LoRA parameters in float32.
+    # The base keeps the dtype it was loaded in (``train_lora`` loads it in the training precision); a borrowed
+    # float32 model trained under bf16 autocast is not downcast behind its owner's back.
+    weight_dtype = transformer.dtype
     transformer.requires_grad_(False)
-    transformer.to(accelerator.device, weight_dtype)
+    transformer.to(accelerator.device)
     torch.manual_seed(config.seed + stage_seed)
     transformer.add_adapter(lora_config(config), adapter_name=ADAPTER)
     params = list(_lora_parameters(transformer).values())
@@ -396,7 +398,8 @@ def train_lora(
 
     # 2. The pipeline: loaded here (and its text encoders dropped after caching), or borrowed.
     owned = isinstance(painter, (str, Path))
-    pipe = FluxPipeline.from_pretrained(str(painter)) if owned else painter
+    dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
+    pipe = FluxPipeline.from_pretrained(str(painter), dtype=dtype) if owned else painter
     base_model = base_model or str(painter if owned else getattr(pipe, "name_or_path", "") or "unknown")
     pipe.vae.to(accelerator.device)
     for encoder in (pipe.text_encoder, pipe.text_encoder_2):
