@@ -64,6 +64,11 @@ def test_replay_reports_a_changed_image(tiny_painter_dir, tmp_path, capsys):
 
 def test_demo_runs_offline(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path / "demo"), "--rounds", "1"]) == 0
-    for name in ("plain.png", "blend.png", "attention.png", "run/trail.json", "run/final.png"):
-        assert (tmp_path / "demo" / name).is_file(), name
-    assert "run folder" in capsys.readouterr().out
+    demo = tmp_path / "demo"
+    for name in ("plain.png", "blend.png", "attention.png", "run/trail.json", "run/final.png", "run_notes/final.png"):
+        assert (demo / name).is_file(), name
+    notes = json.loads((demo / "run_notes" / "trail.json").read_text())
+    assert [len(r["critique"]["edits"]) for r in notes["rounds"]] == [2]
+    assert notes["rounds"][0]["request"]["edits"][0]["prompt"].startswith("a low golden sun")
+    assert notes["provenance"]["template_version"].startswith("recorded@")
+    assert "run_notes/" in capsys.readouterr().out

@@ -157,12 +157,16 @@ def test_a_dead_critic_skips_the_round_and_keeps_the_painting(painter):
 
 
 @pytest.mark.parametrize(
-    "answer", ["The painting is perfect, no changes needed.", "<|box_start|>(5,5),(5,5)<|box_end|>"]
+    "answer, stopped",
+    [
+        ("The painting is perfect, no changes needed.", "the critic asked for no change"),
+        ("<|box_start|>(5,5),(5,5)<|box_end|>", "no usable edit in the critic's answer"),
+    ],
 )
-def test_nothing_to_change_stops_early(painter, answer):
+def test_nothing_to_change_stops_early(painter, answer, stopped):
     result = run(PROMPT, painter=painter, critic=ScriptedCritic([answer]), judge=Judge(), config=tiny_config(), seed=0)
     assert len(result.trail.rounds) == 1 and result.trail.best == 0
-    assert "no change" in result.trail.stopped
+    assert stopped in result.trail.stopped
     assert result.trail.total_cost.transformer_passes == 4
 
 

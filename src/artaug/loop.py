@@ -173,9 +173,11 @@ def run(
             emit(Decided(index, False, record.reasons, None, trail))
             continue
         if not critique.wants_changes:
-            record.reasons = ["the critic asked for no change"]
+            # An unusable answer is not a request for no change: say which it was (the parser's repairs tell).
+            why = f"no usable edit in the critic's answer ({critique.repairs[-1]})" if critique.repairs else ""
+            record.reasons = [why or "the critic asked for no change"]
             record.cost = Cost(seconds=time.perf_counter() - started)
-            trail.stopped = f"round {index}: the critic asked for no change"
+            trail.stopped = f"round {index}: {record.reasons[0]}"
             emit(Decided(index, False, record.reasons, None, trail))
             break
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from importlib.resources import files
 from pathlib import Path
 
 DEMO_PROMPT = "a red fox in a snowy birch forest at golden hour, soft rim light"
@@ -40,26 +41,19 @@ def run_demo(args: argparse.Namespace) -> int:
         if code:
             return code
 
-    # 2. The main job: paint → critique → repaint → judge, with the tiny critic, into a run folder.
-    run_folder = out / "run"
-    code = main(
-        [
-            "paint",
-            args.prompt,
-            "--painter",
-            painter,
-            "--critic",
-            critic,
-            "--rounds",
-            str(args.rounds),
-            "--seed",
-            "0",
-            *DEMO_ARGS,
-            "--output",
-            str(run_folder),
-        ]
-    )
-    if code:
+    # 2. The main job: paint → critique → repaint → judge, with the tiny Qwen2-VL critic. Its random weights write
+    #    gibberish, so expect the loop to stop at round 1 with the unusable answer recorded in the trail.
+    loop_args = ["--painter", painter, "--rounds", str(args.rounds), "--seed", "0", *DEMO_ARGS]
+    if code := main(["paint", args.prompt, *loop_args, "--critic", critic, "--output", str(out / "run")]):
         return code
-    print(f"\ndemo outputs: {out}/plain.png, blend.png, attention.png; run folder: {run_folder}")
+
+    # 3. The same loop with an art director's notes written in advance (artaug/data/demo_critique.txt): the notes go
+    #    through the same parser as a VLM's answer, so this shows the repaint, judge and contact-sheet path.
+    notes = str(files("artaug") / "data" / "demo_critique.txt")
+    if code := main(["paint", args.prompt, *loop_args, "--critic", notes, "--output", str(out / "run_notes")]):
+        return code
+    print(
+        f"\ndemo outputs in {out}: plain.png, blend.png, attention.png (regional edits), run/ (tiny VLM critic),"
+        f" run_notes/ (recorded notes; open run_notes/contact_sheet.png)"
+    )
     return 0

@@ -6,7 +6,8 @@
 - ``LocalCritic.from_pretrained(hub_id_or_folder)``: transformers in this process (``local.py``);
 - ``RemoteCritic(base_url, model)``: any OpenAI-compatible endpoint (``remote.py``, which lists vLLM, SGLang,
   LMDeploy, DashScope and OpenAI examples);
-- ``load_critic(spec)``: a URL gives a ``RemoteCritic``, anything else a ``LocalCritic``;
+- ``RecordedCritic(answers)``: answers written in advance by a person or saved from a VLM (``recorded.py``);
+- ``load_critic(spec)``: a URL gives a ``RemoteCritic``, a file a ``RecordedCritic``, anything else a ``LocalCritic``;
 - ``CachedCritic(critic, folder)``: the same methods, answered from an on-disk cache when possible (``cache.py``);
 - ``draw_critique(image, critique)``: boxes and local prompts drawn on the painting (``draw.py``).
 
@@ -16,6 +17,7 @@ max_new_tokens)`` (raw text, for the pairwise judge), ``model_id``, ``name`` and
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from artaug.critic.base import Critic, CriticError
@@ -23,6 +25,7 @@ from artaug.critic.cache import CachedCritic, CritiqueCache, image_hash
 from artaug.critic.draw import draw_critique
 from artaug.critic.parse import CONVENTIONS, parse_critique
 from artaug.critic.prompts import Template, load_template
+from artaug.critic.recorded import RecordedCritic
 
 if TYPE_CHECKING:
     from artaug.critic.local import LocalCritic
@@ -35,6 +38,7 @@ __all__ = [
     "CriticError",
     "CritiqueCache",
     "LocalCritic",
+    "RecordedCritic",
     "RemoteCritic",
     "Template",
     "draw_critique",
@@ -52,7 +56,12 @@ def is_url(spec: str) -> bool:
 
 def load_critic(spec: str, **options: Any) -> Critic:
     """A critic from one string: an ``http(s)://`` base URL gives a ``RemoteCritic`` (``model=`` names the served
-    model), anything else (a hub id or a local folder) a ``LocalCritic.from_pretrained``. ``options`` go to those."""
+    model), an existing file a ``RecordedCritic`` (answers written in advance), anything else (a hub id or a local
+    folder) a ``LocalCritic.from_pretrained``. ``options`` go to those."""
+    if Path(spec).is_file():
+        from artaug.critic.recorded import RecordedCritic
+
+        return RecordedCritic.from_file(spec, **{k: v for k, v in options.items() if k in ("max_edits", "convention")})
     if is_url(spec):
         from artaug.critic.remote import RemoteCritic
 
