@@ -16,6 +16,9 @@ Several workers share one store through leases: claiming a prompt inserts a leas
 prompt. A lease expires after ``lease_ttl`` seconds unless renewed (``keep_alive``); a lease held by a process on this
 host that no longer exists is taken over at once, so a killed job resumes without waiting for the expiry. Committing
 checks the lease is still ours, so a worker that lost its lease cannot add a second record for the prompt.
+
+The folder must be on a local disk of the machine that writes it: SQLite's WAL needs shared memory, which network
+filesystems do not provide. Workers on other machines go through Ray (the driver writes; see ``synth.ray_backend``).
 """
 
 from __future__ import annotations
@@ -277,6 +280,9 @@ class Store:
         """
         folder = self._folder_of(prompt_id)
         token = secrets.token_hex(4)
+        # 0. a worker that already lost its lease stops here instead of writing files nobody will read
+        with self._transaction() as db:
+            self._check_lease(db, prompt_id)
         # 1. images: temp name, fsync, rename; nothing in the ledger points at them yet.
         paths: dict[str, str] = {}
         for name, image in images.items():
@@ -325,12 +331,16 @@ class Store:
             )
 
     def _take_lease_back(self, db: sqlite3.Connection, prompt_id: str) -> None:
+        self._check_lease(db, prompt_id)
+        db.execute("DELETE FROM leases WHERE prompt_id = ?", (prompt_id,))
+
+    def _check_lease(self, db: sqlite3.Connection, prompt_id: str) -> None:
+        # No lease at all is fine (it expired and nobody took the prompt): the result is still the only one.
         if db.execute("SELECT 1 FROM results WHERE prompt_id = ?", (prompt_id,)).fetchone():
             raise LeaseLost(f"prompt {prompt_id!r} was already committed by another worker")
         lease = db.execute("SELECT worker FROM leases WHERE prompt_id = ?", (prompt_id,)).fetchone()
         if lease is not None and lease[0] != self.worker:
             raise LeaseLost(f"prompt {prompt_id!r} is now leased by {lease[0]}")
-        db.execute("DELETE FROM leases WHERE prompt_id = ?", (prompt_id,))
 
     def retry_failed(self) -> int:
         """Forget failed results so their prompts are claimed again; returns how many."""
