@@ -124,7 +124,7 @@ def contact_sheet(result: LoopResult, tile: int = 320) -> Image.Image:
         caption = _caption(record.index, verdict, record.scores, record.reasons)
         image = painting.image if painting is not None else result.final.image
         tiles.append(_tile(image, record.critique if painting is not None else None, caption, tile))
-    sheet = Image.new("RGB", (tile * len(tiles), tiles[0].height), "white")
+    sheet = Image.new("RGB", (tile * len(tiles), max(t.height for t in tiles)), "white")
     for i, t in enumerate(tiles):
         sheet.paste(t, (i * tile, 0))
     return sheet
