@@ -337,5 +337,6 @@ def assert_sidecar(out: Path, pairs: list) -> None:
     for row, pair in zip(rows, pairs, strict=True):
         assert row["store_before"] == str(pair.before) and row["store_after"] == str(pair.after)
         assert row["meta"]["filters"] == pair.meta["filters"] and row["seed"] == pair.seed
+        assert row["trail"] == {"i": pair.seed}  # the fixture's trail of that prompt
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["pairs"] == len(pairs)

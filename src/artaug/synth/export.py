@@ -8,7 +8,8 @@
   ``KEY.txt``, ``KEY.json``).
 
 Every export also writes ``artaug_pairs.jsonl`` (one line per pair: its files in this export, its files in the store,
-prompt, seed, scores, filter verdicts, provenance) and ``artaug_export.json`` (where it came from, when, how many).
+prompt, seed, scores, filter verdicts, and the prompt's whole trail: model ids and file hashes, raw critiques, edits,
+decisions, cost) and ``artaug_export.json`` (where it came from, when, how many).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from artaug.store import PairRecord, read_pairs
+from artaug.store import PairRecord, Store, read_pairs
 
 ExportFormat = Literal["imagefolder", "kohya", "webdataset"]
 FORMATS: tuple[str, ...] = ("imagefolder", "kohya", "webdataset")
@@ -53,10 +54,14 @@ def export(
     writer = {"imagefolder": _imagefolder, "kohya": _kohya, "webdataset": _webdataset}[format]
     files = writer(pairs, out, shard_size)
 
-    # 3. sidecar: pair links and provenance, one line per pair, whatever the layout
+    # 3. sidecar: pair links and provenance (the prompt's whole trail: models, critiques, decisions, cost), one line
+    #    per pair, whatever the layout
+    with Store(store_dir, sweep=False) as store:
+        trails = {pid: store.trail(pid) for pid in {p.meta["prompt_id"] for p in pairs}}
     with (out / SIDECAR).open("w", encoding="utf-8") as f:
         for pair, where in zip(pairs, files, strict=True):
-            f.write(json.dumps(_sidecar_row(pair, where), default=str) + "\n")
+            row = _sidecar_row(pair, where) | {"trail": trails[pair.meta["prompt_id"]]}
+            f.write(json.dumps(row, default=str) + "\n")
     manifest = {
         "format": format,
         "store": str(Path(store_dir).resolve()),
