@@ -88,7 +88,7 @@ def run_artaug(geometry: dict, device: torch.device, dtype: torch.dtype) -> dict
     latents = pack_latents(((latents - 0.1159) * 0.3611).float().cpu())
     del vae
     size = geometry["resolution"] // 8
-    data = CachedData(latents, embeds.float().cpu(), pooled.float().cpu(), (size, size))
+    data = CachedData(list(latents), embeds.float().cpu(), pooled.float().cpu(), [(size, size)])
     config = TrainConfig(
         resolution=geometry["resolution"],
         rank=geometry["rank"],

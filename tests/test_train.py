@@ -139,7 +139,9 @@ def test_loaded_lora_equals_trained_weights(pipe, trained):
 def test_differential_stage1_is_fused_then_restored(pipe, pairs, tmp_path):
     """Stage 2 trains over the stage-1-fused base; a borrowed pipeline gets its exact base weights back."""
     before = {n: p.clone() for n, p in pipe.transformer.state_dict().items()}
+    images = {path: path.read_bytes() for pair in pairs for path in pair[1:]}
     result = train_lora(pipe, pairs, tiny_config(steps=3), tmp_path)
+    assert all(path.read_bytes() == data for path, data in images.items())  # training never writes its inputs
     after = pipe.transformer.state_dict()
     assert set(after) == set(before) and all(torch.equal(before[n], after[n]) for n in before)
     plain = train_lora(pipe, pairs, tiny_config(steps=3, mode="plain"), tmp_path / "plain")
@@ -236,3 +238,30 @@ def test_8bit_adam_without_bitsandbytes_says_how_to_install(pipe, after_data, tm
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # importing it now raises ImportError
     with pytest.raises(ImportError, match=r"artaug\[train8bit\]"):
         train_stage(copy.deepcopy(pipe.transformer), after_data, tiny_config(optimizer="adamw8bit"), tmp_path)
+
+
+def test_aspect_ratio_buckets(pipe, pairs, tmp_path):
+    from PIL import Image
+
+    from artaug.train.data import bucket_sizes, pick_size
+
+    sizes = bucket_sizes(64)
+    assert all(w % 16 == 0 and h % 16 == 0 and 0.5 <= w / h <= 2 for w, h in sizes) and (64, 64) in sizes
+    assert pick_size((200, 100), 64, buckets=True) == (96, 48) and pick_size((200, 100), 64, buckets=False) == (64, 64)
+    # Two wide and two tall versions of the tiny pairs: two buckets, batches of 2 never mix them.
+    shaped = []
+    for i, (prompt, before, after) in enumerate(pairs * 2):
+        size = (96, 48) if i % 2 else (48, 96)
+        paths = []
+        for side, source in (("before", before), ("after", after)):
+            path = tmp_path / f"{i}-{side}.png"
+            Image.open(source).resize(size).save(path)
+            paths.append(path)
+        shaped.append((prompt, *paths))
+    _, after = cache_pairs(pipe, as_pairs(shaped), 64, 16, buckets=True)
+    assert sorted(set(after.latent_sizes)) == [(6, 12), (12, 6)]
+    assert [t.shape for t in after.latents] == [(18, 64), (18, 64)] * 2
+    import copy
+
+    result = train_stage(copy.deepcopy(pipe.transformer), after, tiny_config(steps=3, batch_size=2), tmp_path / "run")
+    assert len(result.losses) == 3 and all(b.abs().max() > 0 for _, b, _ in result.lora.values())

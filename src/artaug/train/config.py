@@ -53,6 +53,11 @@ class TrainConfig:
         "Training images are resized (shorter side) and center-cropped to this square size "
         "in pixels; a multiple of 16.",
     )
+    buckets: bool = _f(
+        False,
+        "Aspect-ratio buckets: each image keeps its shape, resized to about resolution² pixels "
+        "(multiples of 16); a batch holds one bucket. Off: center-crop squares.",
+    )
     rank: int = _f(16, "LoRA rank r.")
     alpha: float = _f(16.0, "LoRA alpha; the update is scaled by alpha / rank.")
     target_modules: tuple[str, ...] = _f(

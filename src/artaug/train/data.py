@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,17 +62,36 @@ def dataset_hash(pairs: Sequence[TrainPair]) -> str:
     return hashlib.sha256("\n".join(items).encode()).hexdigest()
 
 
-def center_crop_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
-    """Resize the shorter side to ``resolution``, crop the center square, map to [-1, 1] as (3, H, W)."""
+def crop_tensor(image: Image.Image, width: int, height: int) -> torch.Tensor:
+    """Resize to cover ``width`` x ``height``, crop the center, map to [-1, 1] as (3, height, width)."""
     image = image.convert("RGB")
     w, h = image.size
-    scale = resolution / min(w, h)
-    nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+    scale = max(width / w, height / h)
+    nw, nh = max(width, round(w * scale)), max(height, round(h * scale))
     image = image.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - resolution) // 2, (nh - resolution) // 2
-    image = image.crop((left, top, left + resolution, top + resolution))
-    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(resolution, resolution, 3)
+    left, top = (nw - width) // 2, (nh - height) // 2
+    image = image.crop((left, top, left + width, top + height))
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(height, width, 3)
     return data.permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+def bucket_sizes(resolution: int, max_ratio: float = 2.0) -> list[tuple[int, int]]:
+    """``(width, height)`` pairs, multiples of 16, of about ``resolution``² pixels and aspect ratios up to
+    ``max_ratio`` either way: the aspect-ratio buckets of SDXL-style training (NovelAI's scheme)."""
+    sizes = set()
+    for width in range(16, int(resolution * max_ratio) + 16, 16):
+        height = max(16, round(resolution * resolution / width / 16) * 16)
+        if 1 / max_ratio <= width / height <= max_ratio:
+            sizes |= {(width, height), (height, width)}  # portrait and landscape alike
+    return sorted(sizes)
+
+
+def pick_size(image_size: tuple[int, int], resolution: int, buckets: bool) -> tuple[int, int]:
+    """The training size of an image: the bucket nearest its aspect ratio, or the center square."""
+    if not buckets:
+        return resolution, resolution
+    aspect = math.log(image_size[0] / image_size[1])
+    return min(bucket_sizes(resolution), key=lambda wh: (abs(math.log(wh[0] / wh[1]) - aspect), wh))
 
 
 def pack_latents(latents: torch.Tensor) -> torch.Tensor:
@@ -89,16 +109,18 @@ def image_ids(latent_height: int, latent_width: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_images(vae, paths: Sequence[Path], resolution: int, batch_size: int = 4) -> torch.Tensor:
-    """Packed, normalised latents ``(N, S, 64)`` in float32; the posterior mean, so the cache is deterministic."""
+def encode_images(vae, paths: Sequence[Path], resolution: int, buckets: bool = False) -> list[torch.Tensor]:
+    """Packed, normalised latents ``(S_i, 64)`` per image, float32; the posterior mean: a deterministic cache."""
     device, dtype = vae.device, vae.dtype
     shift, scale = vae.config.shift_factor or 0.0, vae.config.scaling_factor
     out = []
-    for i in range(0, len(paths), batch_size):
-        pixels = torch.stack([center_crop_tensor(Image.open(p), resolution) for p in paths[i : i + batch_size]])
+    for path in paths:
+        with Image.open(path) as image:
+            width, height = pick_size(image.size, resolution, buckets)
+            pixels = crop_tensor(image, width, height)[None]
         latents = vae.encode(pixels.to(device, dtype)).latent_dist.mode()
-        out.append(pack_latents(((latents - shift) * scale).float().cpu()))
-    return torch.cat(out)
+        out.append(pack_latents(((latents - shift) * scale).float().cpu())[0])
+    return out
 
 
 @torch.no_grad()
@@ -116,32 +138,50 @@ def encode_prompts(pipe, prompts: Sequence[str], max_sequence_length: int) -> tu
 class CachedData:
     """Everything the training loop reads: per-example packed latents and their caption's embeddings."""
 
-    latents: torch.Tensor  # (N, S, 64)
+    latents: list[torch.Tensor]  # N x (S_i, 64)
     prompt_embeds: torch.Tensor  # (N, L, D)
     pooled_embeds: torch.Tensor  # (N, P)
-    latent_size: tuple[int, int]  # unpacked latent (height, width), for the image ids
+    latent_sizes: list[tuple[int, int]]  # unpacked latent (height, width) of each example, for its image ids
+
+    def __post_init__(self) -> None:
+        if isinstance(self.latents, torch.Tensor):
+            self.latents = list(self.latents)
+        if len(self.latent_sizes) != len(self.latents):
+            raise ValueError(f"{len(self.latents)} latents but {len(self.latent_sizes)} latent sizes")
+        self.latent_sizes = [tuple(int(v) for v in size) for size in self.latent_sizes]
 
     def __len__(self) -> int:
-        return self.latents.shape[0]
+        return len(self.latents)
+
+    def batch(self, index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """Latents, embeddings, pooled embeddings and the latent size of examples that share one size."""
+        sizes = {self.latent_sizes[i] for i in index}
+        if len(sizes) != 1:
+            raise ValueError(f"a batch mixes latent sizes {sorted(sizes)}")
+        latents = torch.stack([self.latents[i] for i in index])
+        return latents, self.prompt_embeds[list(index)], self.pooled_embeds[list(index)], sizes.pop()
 
     def save(self, path: Path) -> None:
         from safetensors.torch import save_file
 
-        tensors = {"latents": self.latents, "prompt_embeds": self.prompt_embeds, "pooled_embeds": self.pooled_embeds}
-        save_file(
-            {k: v.contiguous() for k, v in tensors.items()},
-            path,
-            metadata={"latent_size": json.dumps(self.latent_size)},
-        )
+        tensors = {f"latents.{i}": t.contiguous() for i, t in enumerate(self.latents)}
+        tensors |= {"prompt_embeds": self.prompt_embeds.contiguous(), "pooled_embeds": self.pooled_embeds.contiguous()}
+        save_file(tensors, path, metadata={"latent_sizes": json.dumps(self.latent_sizes)})
 
     @classmethod
     def load(cls, path: Path) -> CachedData:
         from safetensors import safe_open
 
         with safe_open(path, "pt") as f:
-            meta = f.metadata()
-            t = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        return cls(t["latents"], t["prompt_embeds"], t["pooled_embeds"], tuple(json.loads(meta["latent_size"])))
+            sizes = json.loads(f.metadata()["latent_sizes"])
+            latents = [f.get_tensor(f"latents.{i}") for i in range(len(sizes))]
+            return cls(latents, f.get_tensor("prompt_embeds"), f.get_tensor("pooled_embeds"), sizes)
+
+
+def _latent_size(path: Path, resolution: int, buckets: bool) -> tuple[int, int]:
+    with Image.open(path) as image:
+        width, height = pick_size(image.size, resolution, buckets)
+    return height // 8, width // 8
 
 
 def _fingerprint(module) -> str:
@@ -155,7 +195,12 @@ def _fingerprint(module) -> str:
 
 
 def cache_pairs(
-    pipe, pairs: Sequence[TrainPair], resolution: int, max_sequence_length: int, cache_dir: Path | None = None
+    pipe,
+    pairs: Sequence[TrainPair],
+    resolution: int,
+    max_sequence_length: int,
+    cache_dir: Path | None = None,
+    buckets: bool = False,
 ) -> tuple[CachedData, CachedData]:
     """Encode every pair once: ``(before, after)`` data sharing the caption embeddings.
 
@@ -168,25 +213,27 @@ def cache_pairs(
             "data": dataset_hash(pairs),
             "order": [(p.prompt, file_digest(p.before), file_digest(p.after)) for p in pairs],
             "resolution": resolution,
+            "buckets": buckets,
             "max_sequence_length": max_sequence_length,
             "vae": dict(pipe.vae.config),
             "t5": pipe.text_encoder_2.config.to_dict() if pipe.text_encoder_2 is not None else None,
             "weights": [_fingerprint(m) for m in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2)],
         }
         key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        paths = [Path(cache_dir) / f"{name}-{key}.safetensors" for name in ("before", "after")]
-        if all(p.is_file() for p in paths):
-            return CachedData.load(paths[0]), CachedData.load(paths[1])
+        cache_files = [Path(cache_dir) / f"{name}-{key}.safetensors" for name in ("before", "after")]
+        if all(p.is_file() for p in cache_files):
+            return CachedData.load(cache_files[0]), CachedData.load(cache_files[1])
     prompts = sorted({p.prompt for p in pairs})
     embeds, pooled = encode_prompts(pipe, prompts, max_sequence_length)
     index = torch.tensor([prompts.index(p.prompt) for p in pairs])
-    latent_size = (2 * (resolution // 16), 2 * (resolution // 16))
     out = []
     for side in ("before", "after"):
-        latents = encode_images(pipe.vae, [getattr(p, side) for p in pairs], resolution)
-        out.append(CachedData(latents, embeds[index], pooled[index], latent_size))
+        images = [getattr(p, side) for p in pairs]
+        latents = encode_images(pipe.vae, images, resolution, buckets)
+        sizes = [_latent_size(path, resolution, buckets) for path in images]
+        out.append(CachedData(latents, embeds[index], pooled[index], sizes))
     if key is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        for data, path in zip(out, paths, strict=True):
+        for data, path in zip(out, cache_files, strict=True):
             data.save(path)
     return out[0], out[1]

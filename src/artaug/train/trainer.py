@@ -114,18 +114,32 @@ def _make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> to
     return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
-class _ExampleOrder:
-    """Epoch-wise random permutations, addressed by a global example counter, so the order needs no state."""
+class _BatchOrder:
+    """Epoch-wise shuffled batches, addressed by a global batch counter, so the order needs no saved state.
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self._epoch, self._perm = n, seed, -1, torch.arange(n)
+    A batch holds examples of one latent size (one aspect-ratio bucket); each epoch shuffles every bucket, cuts it
+    into batches (the last one of a bucket may be smaller) and shuffles the batches.
+    """
 
-    def __call__(self, position: int) -> int:
-        epoch = position // self.n
+    def __init__(self, sizes: list[tuple[int, int]], batch_size: int, seed: int):
+        self.buckets: dict[tuple[int, int], list[int]] = {}
+        for i, size in enumerate(sizes):
+            self.buckets.setdefault(size, []).append(i)
+        self.batch_size, self.seed, self._epoch, self._batches = batch_size, seed, -1, []
+        self.per_epoch = sum(math.ceil(len(v) / batch_size) for v in self.buckets.values())
+
+    def __call__(self, position: int) -> list[int]:
+        epoch = position // self.per_epoch
         if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            batches = []
+            for size in sorted(self.buckets):
+                members = self.buckets[size]
+                shuffled = [members[int(i)] for i in torch.randperm(len(members), generator=g)]
+                batches += [shuffled[i : i + self.batch_size] for i in range(0, len(shuffled), self.batch_size)]
+            self._batches = [batches[int(i)] for i in torch.randperm(len(batches), generator=g)]
             self._epoch = epoch
-            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-        return int(self._perm[position % self.n])
+        return self._batches[position % self.per_epoch]
 
 
 # ------------------------------------------------------------------------------------------------------ checkpoints
@@ -233,7 +247,7 @@ def train_stage(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
     rank, world = accelerator.process_index, accelerator.num_processes
     generator = torch.Generator().manual_seed(config.seed * 7919 + stage_seed * 131 + rank)
-    order = _ExampleOrder(len(data), config.seed + stage_seed)
+    order = _BatchOrder(data.latent_sizes, config.batch_size, config.seed + stage_seed)
 
     # 3. Resume from the newest checkpoint, if any (before prepare: plain modules and optimizer).
     step, losses = 0, []
@@ -243,11 +257,9 @@ def train_stage(
         )
     model, optimizer = accelerator.prepare(transformer, optimizer)
 
-    # 4. Fixed inputs: positional ids and the guidance embedding value.
+    # 4. Fixed inputs: text positional ids (image ids depend on the batch's bucket).
     device = accelerator.device
-    img_ids = image_ids(*data.latent_size).to(device)
     txt_ids = torch.zeros(data.prompt_embeds.shape[1], 3, device=device)
-    guidance = torch.full((config.batch_size,), config.guidance, device=device) if _has_guidance(transformer) else None
 
     # 5. The loop: micro-batches accumulate into one optimizer step; checkpoints only at step boundaries.
     end = config.steps if stop_after is None else min(config.steps, step + stop_after)
@@ -257,30 +269,30 @@ def train_stage(
         disable=not (config.progress and accelerator.is_main_process),
         desc=f"train {stage_dir.name}",
     )
-    ga, bs = config.gradient_accumulation_steps, config.batch_size
+    ga = config.gradient_accumulation_steps
     step_seconds = []
     while step < end:
         tick = time.perf_counter()
         step_loss = 0.0
         for micro in range(ga):
-            first = ((step * ga + micro) * world + rank) * bs
-            index = torch.tensor([order(first + j) for j in range(bs)])
-            x0 = data.latents[index].to(device)
+            x0, embeds, pooled, size = data.batch(order((step * ga + micro) * world + rank))
+            x0, bs = x0.to(device), x0.shape[0]
             noise = torch.randn(x0.shape, generator=generator).to(device)
             sigmas, weights = sample_sigmas(
                 bs, generator, config.timestep_sampling, config.shift, config.logit_mean, config.logit_std
             )
             x_t = add_noise(x0, noise, sigmas)
+            guidance = torch.full((bs,), config.guidance, device=device) if _has_guidance(transformer) else None
             sync = accelerator.no_sync(model) if micro < ga - 1 else _nullcontext()
             with sync, accelerator.autocast():
                 prediction = model(
                     hidden_states=x_t.to(weight_dtype),
                     timestep=sigmas.to(device, weight_dtype),
                     guidance=guidance,
-                    pooled_projections=data.pooled_embeds[index].to(device, weight_dtype),
-                    encoder_hidden_states=data.prompt_embeds[index].to(device, weight_dtype),
+                    pooled_projections=pooled.to(device, weight_dtype),
+                    encoder_hidden_states=embeds.to(device, weight_dtype),
                     txt_ids=txt_ids,
-                    img_ids=img_ids,
+                    img_ids=image_ids(*size).to(device),
                     return_dict=False,
                 )[0]
                 loss = flow_matching_loss(prediction, x0, noise, weights.to(device))
@@ -328,29 +340,29 @@ def validation_loss(transformer, data: CachedData, config: TrainConfig, draws: i
     """Mean flow-matching loss over every example with fixed noise and sigmas: comparable between two models."""
     generator = torch.Generator().manual_seed(seed)
     device, dtype = transformer.device, transformer.dtype
-    img_ids = image_ids(*data.latent_size).to(device)
     txt_ids = torch.zeros(data.prompt_embeds.shape[1], 3, device=device)
-    n = len(data)
-    guidance = torch.full((n,), config.guidance, device=device) if _has_guidance(transformer) else None
-    total = 0.0
+    guidance = torch.full((1,), config.guidance, device=device) if _has_guidance(transformer) else None
+    total = []
     for _ in range(draws):
-        x0 = data.latents.to(device)
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        sigmas, weights = sample_sigmas(
-            n, generator, config.timestep_sampling, config.shift, config.logit_mean, config.logit_std
-        )
-        prediction = transformer(
-            hidden_states=add_noise(x0, noise, sigmas).to(dtype),
-            timestep=sigmas.to(device, dtype),
-            guidance=guidance,
-            pooled_projections=data.pooled_embeds.to(device, dtype),
-            encoder_hidden_states=data.prompt_embeds.to(device, dtype),
-            txt_ids=txt_ids,
-            img_ids=img_ids,
-            return_dict=False,
-        )[0]
-        total += float(flow_matching_loss(prediction, x0, noise, weights.to(device)))
-    return total / draws
+        for i in range(len(data)):
+            x0, embeds, pooled, size = data.batch([i])
+            x0 = x0.to(device)
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            sigmas, weights = sample_sigmas(
+                1, generator, config.timestep_sampling, config.shift, config.logit_mean, config.logit_std
+            )
+            prediction = transformer(
+                hidden_states=add_noise(x0, noise, sigmas).to(dtype),
+                timestep=sigmas.to(device, dtype),
+                guidance=guidance,
+                pooled_projections=pooled.to(device, dtype),
+                encoder_hidden_states=embeds.to(device, dtype),
+                txt_ids=txt_ids,
+                img_ids=image_ids(*size).to(device),
+                return_dict=False,
+            )[0]
+            total.append(float(flow_matching_loss(prediction, x0, noise, weights.to(device))))
+    return sum(total) / len(total)
 
 
 def _has_guidance(transformer) -> bool:
@@ -408,7 +420,9 @@ def train_lora(
 
     # 3. Encode every image and caption once (main process first, the others read its cache).
     with accelerator.main_process_first():
-        before, after = cache_pairs(pipe, pairs, config.resolution, config.max_sequence_length, out_dir / "cache")
+        before, after = cache_pairs(
+            pipe, pairs, config.resolution, config.max_sequence_length, out_dir / "cache", config.buckets
+        )
     if owned:
         pipe.text_encoder = pipe.text_encoder_2 = pipe.vae = None
     transformer = pipe.transformer
