@@ -124,7 +124,7 @@ def test_lora_loads_changes_output_and_fuse_unload_restores(pipe, trained):
     torch.testing.assert_close(paint(pipe), base, atol=1e-5, rtol=0)
 
 
-def test_loaded_lora_equals_trained_weights(pipe, trained):
+def test_loaded_lora_equals_trained_weights(pipe, trained, pairs, tmp_path):
     """What diffusers loads is what was trained: same per-layer update scale * B @ A."""
     pipe.load_lora_weights(trained.path, adapter_name="check")
     try:
@@ -132,6 +132,8 @@ def test_loaded_lora_equals_trained_weights(pipe, trained):
             layer = pipe.transformer.get_submodule(module)
             loaded = lora_delta(layer.lora_A["check"].weight, layer.lora_B["check"].weight, layer.scaling["check"])
             torch.testing.assert_close(loaded, lora_delta(a, b, scale))
+        with pytest.raises(ValueError, match="already holds LoRA adapters"):
+            train_lora(pipe, pairs, tiny_config(), tmp_path)  # would train beside (or under) a loaded LoRA
     finally:
         pipe.unload_lora_weights()
 
@@ -155,10 +157,11 @@ def test_resume_is_bit_identical(pipe, pairs, tmp_path):
     config = tiny_config(steps=4, batch_size=2, gradient_accumulation_steps=2, lr_warmup_steps=2, checkpoint_every=1)
     whole = train_lora(pipe, pairs, config, tmp_path / "whole")
     first = train_lora(pipe, pairs, config, tmp_path / "split", stop_after=3)  # interrupted inside stage 1
-    assert first.path.name == "INCOMPLETE"
+    assert not first.complete and not first.path.exists()
     second = train_lora(pipe, pairs, config, tmp_path / "split", stop_after=2)  # stage 1 done, stage 2 half
-    assert second.path.name == "INCOMPLETE"
+    assert not second.complete and set(second.stages) == {"stage1", "stage2"}
     resumed = train_lora(pipe, pairs, config, tmp_path / "split")
+    assert resumed.complete and resumed.path.is_file()
     assert resumed.stages["stage2"].losses == whole.stages["stage2"].losses
     for module, (a, b, _) in whole.lora.items():
         assert torch.equal(a, resumed.lora[module][0]) and torch.equal(b, resumed.lora[module][1]), module

@@ -50,6 +50,7 @@ class TrainResult:
     metadata: dict[str, str]
     stages: dict[str, StageResult] = field(default_factory=dict)
     kohya_path: Path | None = None
+    complete: bool = True  # False when ``stop_after`` ended a stage early: run again to resume
 
 
 def lora_config(config: TrainConfig):
@@ -413,6 +414,11 @@ def train_lora(
     dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
     pipe = FluxPipeline.from_pretrained(str(painter), dtype=dtype) if owned else painter
     base_model = base_model or str(painter if owned else getattr(pipe, "name_or_path", "") or "unknown")
+    if getattr(pipe.transformer, "peft_config", None):
+        raise ValueError(
+            f"the pipeline's transformer already holds LoRA adapters {sorted(pipe.transformer.peft_config)}: fuse and "
+            "unload them first (pipe.fuse_lora(); pipe.unload_lora_weights()) so training starts from plain weights"
+        )
     pipe.vae.to(accelerator.device)
     for encoder in (pipe.text_encoder, pipe.text_encoder_2):
         if encoder is not None:
@@ -427,29 +433,20 @@ def train_lora(
         pipe.text_encoder = pipe.text_encoder_2 = pipe.vae = None
     transformer = pipe.transformer
 
-    # 4. Differential stage 1: a LoRA on the before images, fused into the base.
-    stages: dict[str, StageResult] = {}
+    # 4-5. The stages; a borrowed transformer gets its weights back whatever happens.
     saved_base: dict[str, torch.Tensor] = {}
-    if config.mode == "differential":
-        stages["stage1"] = train_stage(transformer, before, config, out_dir / "stage1", accelerator, 1, stop_after)
-        if stages["stage1"].steps < config.steps:
+    try:
+        stages = _train_stages(transformer, before, after, config, out_dir, accelerator, stop_after, saved_base, owned)
+    finally:
+        if getattr(transformer, "peft_config", None):
             transformer.unload_lora()
-            return _interrupted(stages, out_dir)
-        if not owned:
-            saved_base = {
-                m: transformer.get_submodule(m).weight.detach().to("cpu", copy=True) for m in stages["stage1"].lora
-            }
-        transformer.fuse_lora(adapter_names=[ADAPTER])
-        transformer.unload_lora()  # keeps the fused weights, drops the LoRA layers
-
-    # 5. Stage 2 (the kept LoRA): on the after images, over the stage-1-fused base.
-    stages["stage2"] = train_stage(transformer, after, config, out_dir / "stage2", accelerator, 2, stop_after)
-    transformer.unload_lora()
-    with torch.no_grad():
-        for module, weight in saved_base.items():
-            transformer.get_submodule(module).weight.copy_(weight)
-    if stages["stage2"].steps < config.steps:
-        return _interrupted(stages, out_dir)
+        with torch.no_grad():
+            for module, weight in saved_base.items():
+                transformer.get_submodule(module).weight.copy_(weight)
+    path = out_dir / "pytorch_lora_weights.safetensors"
+    if any(stage.steps < config.steps for stage in stages.values()):
+        last = next(reversed(stages.values()))
+        return TrainResult(last.lora, path, {}, stages, complete=False)
 
     # 6. Save the kept LoRA with modelspec and provenance metadata (main process only).
     metadata = {
@@ -468,7 +465,6 @@ def train_lora(
         "artaug.final_loss": f"{_tail_mean(stages['stage2'].losses):.6g}",
         **{f"artaug.{k}": v for k, v in (extra_metadata or {}).items()},
     }
-    path = out_dir / "pytorch_lora_weights.safetensors"
     kohya_path = None
     if accelerator.is_main_process:
         save_lora(path, stages["stage2"].lora, metadata)
@@ -485,6 +481,18 @@ def _tail_mean(losses: list[float], n: int = 20) -> float:
     return sum(tail) / len(tail) if tail else math.nan
 
 
-def _interrupted(stages: dict[str, StageResult], out_dir: Path) -> TrainResult:
-    last = next(reversed(stages.values()))
-    return TrainResult(last.lora, out_dir / "INCOMPLETE", {}, stages)
+def _train_stages(transformer, before, after, config, out_dir, accelerator, stop_after, saved_base, owned):
+    """Stage 1 (differential mode) trained and fused, then stage 2, left in place as adapter ``artaug``."""
+    stages: dict[str, StageResult] = {}
+    if config.mode == "differential":
+        stages["stage1"] = train_stage(transformer, before, config, out_dir / "stage1", accelerator, 1, stop_after)
+        if stages["stage1"].steps < config.steps:
+            return stages
+        if not owned:
+            # The fused stage-1 update is put back out of a borrowed model from this exact copy afterwards.
+            for module in stages["stage1"].lora:
+                saved_base[module] = transformer.get_submodule(module).weight.detach().to("cpu", copy=True)
+        transformer.fuse_lora(adapter_names=[ADAPTER])
+        transformer.unload_lora()  # keeps the fused weights, drops the LoRA layers
+    stages["stage2"] = train_stage(transformer, after, config, out_dir / "stage2", accelerator, 2, stop_after)
+    return stages
