@@ -255,7 +255,8 @@ def store_dir(tmp_path: Path) -> Path:
             )
             kept, verdicts = evaluate(evidence, config)
             scores = {"aesthetic.delta": 0.1 * i - 0.15, "similarity": evidence.similarity}
-            draft = PairDraft(1, "r0", "r1", scores, kept, [v.to_dict() for v in verdicts])
+            meta = {"thresholds": {"aesthetic.delta": 0.1, "similarity": 0.5}}
+            draft = PairDraft(1, "r0", "r1", scores, kept, [v.to_dict() for v in verdicts], meta)
             store.commit(record.id, images={"r0": before, "r1": after}, pairs=[draft], trail={"i": i})
     return root
 
@@ -277,6 +278,7 @@ def test_stats_count_kept_and_dropped_by_reason(store_dir: Path, tmp_path: Path)
     assert stats.dropped_by_reason["aesthetic_gain: fail"] == 3
     assert stats.dropped_by_reason["alignment_kept: fail"] == 1
     assert [p.kept for p in pairs] == [False, False, False, True]
+    assert stats.thresholds == {"aesthetic.delta": 0.1, "similarity": 0.5}
     text = stats.format()
     assert "pairs 4: kept" in text and "aesthetic_gain: fail" in text and "pending 1" in text
     png = plot(stats, tmp_path / "stats.png")

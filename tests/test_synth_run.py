@@ -85,6 +85,7 @@ def test_process_prompt_pairs_first_and_accepted_rounds(tiny_components: SimpleN
         assert verdicts["aesthetic_gain"]["status"] == "not_scored" and pair.kept is False
         assert pair.meta["dropped"] == ["aesthetic_gain: not scored"]
         assert pair.meta["edits"][0]["prompt"] == "a bright red square"
+        assert pair.meta["thresholds"] == {"aesthetic.delta": 0.0, "alignment.delta": -1.0, "similarity": 0.5}
     for key in ("painting", "critique", "judging", "filtering", "total"):
         assert result.timings[key] >= 0
     assert result.timings["painting"] > 0 and result.timings["judging"] > 0

@@ -181,6 +181,7 @@ def _draft(
         "decision": list(after_round.reasons) if after_round else [],
         "cost": trail.total_cost.to_dict(),
         "dropped": drop_reasons(verdicts),
+        "thresholds": _thresholds(config.filters),
     }
     return PairDraft(
         round=after,
@@ -191,6 +192,17 @@ def _draft(
         verdicts=[v.to_dict() for v in verdicts],
         meta=meta,
     )
+
+
+def _thresholds(filters: FilterConfig) -> dict[str, float]:
+    # Each filter's threshold on the axis of the quantity ``stats`` plots (alignment: a drop of ε is a delta of -ε).
+    drop = filters.max_alignment_drop
+    lines = {
+        f"{filters.aesthetic_score}.delta": filters.min_aesthetic_gain,
+        f"{filters.alignment_score}.delta": None if drop is None else -drop,
+        "similarity": filters.min_similarity,
+    }
+    return {k: v for k, v in lines.items() if v is not None}
 
 
 def _score_table(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

@@ -16,6 +16,7 @@ class SynthStats:
     dropped_by_reason: Counter = field(default_factory=Counter)
     failures: list[tuple[str, str]] = field(default_factory=list)
     deltas: dict[str, list[tuple[float, bool]]] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
 
     def format(self) -> str:
         c = self.counts
@@ -52,6 +53,7 @@ def collect(store_dir: str | Path) -> SynthStats:
             stats.dropped_by_reason.update(drop_reasons(pair.meta.get("filters", [])))
         for key, value in _plotted(pair).items():
             stats.deltas.setdefault(key, []).append((value, pair.kept))
+        stats.thresholds.update(pair.meta.get("thresholds", {}))  # the latest run's thresholds win
     return stats
 
 
@@ -78,7 +80,9 @@ def plot(stats: SynthStats, path: str | Path) -> Path:
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "no scores", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(key, fontsize=10)
+        if key in stats.thresholds:
+            ax.axvline(stats.thresholds[key], color="black", linestyle="--", linewidth=1)
+        ax.set_title(key + (f" (threshold {stats.thresholds[key]:g})" if key in stats.thresholds else ""), fontsize=10)
         ax.set_ylabel("pairs")
     fig.tight_layout()
     path = Path(path)
