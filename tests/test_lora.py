@@ -8,6 +8,7 @@ import pytest
 import torch
 from diffusers import FluxPipeline
 from diffusers.loaders.lora_conversion_utils import _convert_kohya_flux_lora_to_diffusers
+from safetensors.torch import load_file
 
 from artaug.cli import main
 from artaug.train.lora_io import load_lora, lora_delta, read_metadata, save_kohya, save_lora, to_kohya
@@ -188,3 +189,9 @@ def test_lora_merge_command(tmp_path, capsys):
         lora_delta(*exact[module]), lora_delta(*first[module]) + lora_delta(*second[module]), atol=1e-6, rtol=1e-6
     )
     assert (tmp_path / "exact" / "pytorch_lora_weights_kohya.safetensors").is_file()
+    assert main(["lora", "kohya", str(a), "--out", str(tmp_path / "k.safetensors")]) == 0
+    converted = _convert_kohya_flux_lora_to_diffusers(load_file(tmp_path / "k.safetensors"))
+    got = lora_delta(
+        converted[f"transformer.{module}.lora_A.weight"], converted[f"transformer.{module}.lora_B.weight"], 1.0
+    )
+    torch.testing.assert_close(got, lora_delta(*first[module]), atol=1e-6, rtol=1e-6)
