@@ -1,6 +1,6 @@
 """Pair synthesis throughput with 1 and 2 workers on the tiny models, and one prompt's cost breakdown.
 
-    python bench/bench_synth.py [--prompts 8] [--rounds 1] [--out /tmp/bench_synth]
+    python bench/bench_synth.py [--prompts 32] [--rounds 1] [--alignment] [--out /tmp/bench_synth]
 
 Workers are separate ``artaug synth`` processes sharing one store (leases keep them apart), the way one would use the
 CPUs or GPUs of one machine without Ray. Two throughputs are reported: end to end (launch to last exit, start-up and
@@ -24,9 +24,9 @@ from pathlib import Path
 from artaug.synth.prompts import read_prompts, sample_prompts_path
 
 
-def run_workers(workers: int, prompts: Path, store: Path, rounds: int) -> dict[str, float]:
+def run_workers(workers: int, prompts: Path, store: Path, rounds: int, extra: list[str]) -> dict[str, float]:
     command = [sys.executable, "-m", "artaug.cli", "synth", str(prompts), "--out", str(store), "--tiny"]
-    command += ["--rounds", str(rounds), "--no-progress", "-q"]
+    command += ["--rounds", str(rounds), "--no-progress", "-q", *extra]
     # One torch thread per worker in both runs: the tiny models are far too small for intra-op parallelism (on a
     # shared 2-core machine two threads per process made a prompt ~5x slower), and it keeps the comparison fair.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -69,16 +69,23 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32, help="prompts from the built-in sample set")
     parser.add_argument("--rounds", type=int, default=1, help="loop rounds per prompt")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_synth"))
+    parser.add_argument("--alignment", action="store_true", help="judge with the tiny CLIP's alignment scorer")
     args = parser.parse_args()
+    extra = []
+    if args.alignment:
+        from artaug.tiny.clip import tiny_clip_path
+
+        extra = ["--set", "judge.alignment=true", "--set", f"judge.alignment_clip={tiny_clip_path()}"]
 
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     prompts = args.out / "prompts.txt"
     prompts.write_text("\n".join(r.prompt for r in read_prompts(sample_prompts_path())[: args.prompts]) + "\n")
+    judge = "tiny-CLIP alignment" if args.alignment else "broken-image gate only"
     print(f"{args.prompts} prompts, {args.rounds} round(s), tiny models at 64 px / 2 steps; {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+          f"load average {os.getloadavg()[0]:.1f}; judge: {judge}")  # fmt: skip
 
-    results = [run_workers(w, prompts, args.out / f"store-{w}", args.rounds) for w in (1, 2)]
+    results = [run_workers(w, prompts, args.out / f"store-{w}", args.rounds, extra) for w in (1, 2)]
     for r in results:
         print(
             f"{r['workers']} worker(s): {r['pairs']} prompts in {r['wall_s']:.1f}s end to end "
