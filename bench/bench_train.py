@@ -7,7 +7,7 @@ once; sigmas looked up in the ``FlowMatchEulerDiscreteScheduler`` table; pack, p
 rank, precision, resolution and batch size, on the same random-weight models. Each variant runs in its own process,
 so its peak resident memory (CPU) or peak allocated memory (CUDA) is its own.
 
-    python bench/bench_train.py                 # small CPU configuration, a few minutes on 2 cores
+    python bench/bench_train.py                 # small CPU configuration, ~5 minutes on 2 cores
     python bench/bench_train.py --full          # FLUX.1-dev geometry (12B transformer), random weights, one GPU
 
 Not a test: it prints a table; the numbers depend on the machine.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,7 @@ SMALL = dict(
     transformer=dict(num_layers=2, num_single_layers=4, attention_head_dim=32, num_attention_heads=4,
                      joint_attention_dim=64, pooled_projection_dim=32, axes_dims_rope=(8, 12, 12)),
     vae=dict(block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8),
-    resolution=256, text_length=64, rank=16, precision="no", checkpointing=False, warmup=2, steps=8,
+    resolution=128, text_length=64, rank=16, precision="no", checkpointing=False, warmup=2, steps=10,
 )  # fmt: skip
 FULL = dict(
     transformer=dict(num_layers=19, num_single_layers=38, attention_head_dim=128, num_attention_heads=24,
@@ -205,6 +206,7 @@ def child(variant: str, full: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="FLUX.1-dev geometry, bf16, gradient checkpointing (GPU)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per variant; the median counts")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -212,28 +214,37 @@ def main() -> None:
         return
     geometry = FULL if args.full else SMALL
     print(f"config: {json.dumps({k: v for k, v in geometry.items() if k != 'vae'})}")
-    results = {}
-    for variant in ("artaug", "diffusers", "diffusers-cached"):
-        cmd = [sys.executable, __file__, "--child", variant] + (["--full"] if args.full else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            print(f"{variant} failed:\n{proc.stderr[-3000:]}")
+    variants = ("artaug", "diffusers", "diffusers-cached")
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    # Interleaved (a, d, c, a, d, c, ...) so a shared machine's load changes hit every variant alike.
+    for _ in range(args.repeats):
+        for variant in variants:
+            cmd = [sys.executable, __file__, "--child", variant] + (["--full"] if args.full else [])
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                print(f"{variant} failed:\n{proc.stderr[-3000:]}")
+                continue
+            result = json.loads(line[len("RESULT ") :])
+            result["rate"] = len(result["step_seconds"]) / sum(result["step_seconds"])
+            runs[variant].append(result)
+    print(f"{'variant':<18}{'steps/s (median)':>18}{'all runs':>26}{'peak MiB':>10}{'last loss':>11}   device")
+    summary = {}
+    for variant, results in runs.items():
+        if not results:
             continue
-        results[variant] = json.loads(line[len("RESULT ") :])
-    print(f"{'variant':<18}{'steps/s':>10}{'peak MiB':>12}{'last loss':>12}   device")
-    for variant, r in results.items():
-        rate = len(r["step_seconds"]) / sum(r["step_seconds"])
-        r["rate"] = rate
-        print(f"{variant:<18}{rate:>10.3f}{r['peak_bytes'] / 2**20:>12.0f}{r['loss']:>12.4f}   {r['device']}")
-    if "artaug" in results:
+        rates = [r["rate"] for r in results]
+        summary[variant] = (statistics.median(rates), max(r["peak_bytes"] for r in results))
+        rate_list = " ".join(f"{x:.3f}" for x in rates)
+        print(
+            f"{variant:<18}{summary[variant][0]:>18.3f}{rate_list:>26}{summary[variant][1] / 2**20:>10.0f}"
+            f"{results[-1]['loss']:>11.4f}   {results[-1]['device']}"
+        )
+    if "artaug" in summary:
         for other in ("diffusers", "diffusers-cached"):
-            if other in results:
-                a, d = results["artaug"], results[other]
-                print(
-                    f"artaug / {other}: speed x{a['rate'] / d['rate']:.2f}, "
-                    f"peak memory x{a['peak_bytes'] / d['peak_bytes']:.2f}"
-                )
+            if other in summary:
+                (ra, ma), (ro, mo) = summary["artaug"], summary[other]
+                print(f"artaug / {other}: speed x{ra / ro:.2f}, peak memory x{ma / mo:.2f}")
 
 
 if __name__ == "__main__":

@@ -85,9 +85,11 @@ def test_kohya_export_loads_in_diffusers_and_matches_diffusers_export(pipe, tmp_
     assert (from_diffusers - base).abs().max() > 1e-3
     torch.testing.assert_close(from_kohya, from_diffusers, atol=1e-5, rtol=0)
     assert set(k_deltas) == set(d_deltas) == set(lora)
+    read_back, _ = load_lora(kohya_file)  # artaug reads kohya files through diffusers' converter
     for module, (a, b, s) in lora.items():
         torch.testing.assert_close(k_deltas[module], lora_delta(a, b, s))
         torch.testing.assert_close(d_deltas[module], lora_delta(a, b, s))
+        torch.testing.assert_close(lora_delta(*read_back[module]), lora_delta(a, b, s))
 
 
 @pytest.mark.parametrize("with_mlp", [True, False])

@@ -159,21 +159,24 @@ def load_lora(path: str | Path) -> tuple[Lora, dict[str, str]]:
     with safe_open(str(path), "pt") as f:
         metadata = dict(f.metadata() or {})
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    if any(k.startswith("lora_unet_") for k in tensors):
-        return lora_from_kohya(tensors), metadata
-    alpha_of: dict[str, float] = {}
-    if "lora_adapter_metadata" in metadata:
+    scale = 1.0  # without metadata diffusers assumes alpha == r (scale 1); so do we
+    if any(".lora_down.weight" in k for k in tensors):
+        # kohya / ComfyUI names: diffusers' own reader converts them (alpha folded in, scale 1).
+        from diffusers import FluxPipeline
+
+        tensors = FluxPipeline.lora_state_dict(tensors)
+    elif "lora_adapter_metadata" in metadata:
         adapter = json.loads(metadata["lora_adapter_metadata"])
+        if adapter.get("transformer.rank_pattern") or adapter.get("transformer.alpha_pattern"):
+            raise ValueError(f"{path}: per-layer rank/alpha patterns are not supported; re-save it with one rank")
         alpha, rank = adapter.get("transformer.lora_alpha"), adapter.get("transformer.r")
-        if alpha is not None and rank is not None:
-            alpha_of = {"*": float(alpha) / rank}
+        if alpha is not None and rank:
+            scale = float(alpha) / rank
     lora: Lora = {}
     for key, a in tensors.items():
         if key.endswith(".lora_A.weight"):
             module = key[: -len(".lora_A.weight")].removeprefix("transformer.")
-            b = tensors[key.replace(".lora_A.", ".lora_B.")]
-            # Without metadata diffusers assumes alpha == r (scale 1); so do we.
-            lora[module] = (a.float(), b.float(), alpha_of.get("*", 1.0))
+            lora[module] = (a.float(), tensors[key.replace(".lora_A.", ".lora_B.")].float(), scale)
     if not lora:
         raise ValueError(f"{path} holds no LoRA layers")
     return lora, metadata
@@ -250,19 +253,3 @@ def save_kohya(path: str | Path, lora: Lora, extra_metadata: Mapping[str, Any] |
     metadata.update({"format": "pt", "ss_network_module": "networks.lora_flux"})
     save_file(to_kohya(lora), str(path), metadata=metadata)
     return path
-
-
-def lora_from_kohya(tensors: Mapping[str, torch.Tensor]) -> Lora:
-    """Read our own kohya export back as one LoRA per fused layer, keyed by the first member's module name.
-
-    The deltas of fused layers are kept whole (the block-diagonal up is not split): merge and delta comparisons work
-    on the kohya layer names, so this reader is used only to merge kohya files with each other.
-    """
-    lora: Lora = {}
-    for key, down in tensors.items():
-        if key.endswith(".lora_down.weight"):
-            name = key[: -len(".lora_down.weight")]
-            up = tensors[f"{name}.lora_up.weight"]
-            alpha = float(tensors.get(f"{name}.alpha", torch.tensor(float(down.shape[0]))))
-            lora[name] = (down.float(), up.float(), alpha / down.shape[0])
-    return lora
