@@ -196,11 +196,14 @@ def test_train_command_reads_kept_pairs_of_a_synth_store(pipe, tiny_painter_dir,
             kept = record.id == "p0"
             store.commit(record.id, images=images, pairs=[PairDraft(1, "r0", "r1", {}, kept, [])], trail=None)
     assert isinstance(images["r0"], Image.Image)
+    (tmp_path / "train.toml").write_text("[train]\nsteps = 5\nrank = 4\nresolution = 64\nmixed_precision = 'no'\n")
     argv = ["train", str(tmp_path / "store"), "--painter", str(tiny_painter_dir), "--out", str(tmp_path / "lora"),
-            "--resolution", "64", "--steps", "2", "--mixed-precision", "no", "--max-sequence-length", "16",
-            "--rank", "4", "--no-progress", "--format", "both", "--iteration", "2"]  # fmt: skip
+            "--config", str(tmp_path / "train.toml"), "--steps", "2", "--max-sequence-length", "16",
+            "--no-progress", "--format", "both", "--iteration", "2"]  # fmt: skip
     assert main(argv) == 0
-    assert "stage1: 2 steps" in capsys.readouterr().out
+    assert "stage1: 2 steps" in capsys.readouterr().out  # the flag overrides the file
+    saved = TrainConfig.from_toml(tmp_path / "lora" / "train_config.toml")
+    assert (saved.steps, saved.rank, saved.resolution) == (2, 4, 64)  # the file overrides the defaults
     meta = read_metadata(tmp_path / "lora" / "pytorch_lora_weights.safetensors")
     assert meta["artaug.num_pairs"] == "1" and meta["artaug.iteration"] == "2"  # the rejected pair is left out
     assert meta["artaug.base_model"] == str(tiny_painter_dir)

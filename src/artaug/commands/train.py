@@ -88,9 +88,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         elif typing.get_origin(hint) is typing.Literal:
             group.add_argument(flag, dest=f"cfg_{f.name}", choices=typing.get_args(hint), help=help)
         elif typing.get_origin(hint) is tuple:
-            group.add_argument(flag, dest=f"cfg_{f.name}", nargs="+", help=help)
+            group.add_argument(flag, dest=f"cfg_{f.name}", nargs="+", metavar="NAME", help=help)
         else:
-            group.add_argument(flag, dest=f"cfg_{f.name}", type=hint, help=f"{help} (default {f.default})")
+            group.add_argument(flag, dest=f"cfg_{f.name}", type=hint, metavar=f.name.upper(),
+                               help=f"{help} (default {f.default})")  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
