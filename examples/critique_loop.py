@@ -19,7 +19,7 @@ PROMPT = "a red fox in a snowy birch forest at golden hour, soft rim light"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="use the tiny offline painter and critic")
-    parser.add_argument("--output", type=Path, default=Path("outputs/critique_loop"), help="the run folder")
+    parser.add_argument("--output", type=Path, default=Path("runs/examples/critique_loop"), help="the run folder")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--size", type=int, default=None, help="height = width in pixels; default 1024 (tiny: 128)")
     parser.add_argument("--steps", type=int, default=None, help="num_inference_steps; default 28 (tiny: 8)")

@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="use the tiny offline painter (small and fast)")
     parser.add_argument("--painter", default=DEFAULT_PAINTER, help="hub id or local FLUX folder")
-    parser.add_argument("--output", type=Path, default=Path("outputs/paint_with_edits"))
+    parser.add_argument("--output", type=Path, default=Path("runs/examples/paint_with_edits"))
     parser.add_argument("--size", type=int, default=None, help="height = width in pixels; default 1024 (tiny: 128)")
     parser.add_argument("--steps", type=int, default=None, help="num_inference_steps; default 28 (tiny: 4)")
     args = parser.parse_args()

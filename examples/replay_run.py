@@ -1,7 +1,7 @@
 """Re-render a run folder from its trail.json alone and check that every image comes out pixel for pixel the same.
 
-    python examples/replay_run.py outputs/critique_loop/trail.json
-    python examples/replay_run.py outputs/critique_loop/trail.json --tiny   # repaint with the tiny offline painter
+    python examples/replay_run.py runs/examples/critique_loop/trail.json
+    python examples/replay_run.py runs/examples/critique_loop/trail.json --tiny   # with the tiny offline painter
 
 No critic is needed: the critic's raw answers are read back from the trail (and re-parsed, so a parser change that
 would alter old runs shows up too). Exits 1 when anything differs.

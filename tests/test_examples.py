@@ -71,3 +71,17 @@ def test_replay_run_reproduces_the_run_and_flags_a_changed_image(run_folder, tmp
     assert (
         "replay DIFFERS" in process.stdout and "first painting (round_00.png): 1/4096 pixels differ" in process.stdout
     )
+
+
+def test_bench_loop_measures_two_accepted_rounds_of_four_edits(tmp_path, tiny_painter_dir):
+    # The loop benchmark (bench/bench_loop.py) at toy size: it exits 1 unless every run had its two accepted rounds
+    # of 4 edits; passes follow the painter's rules (4 steps, strength 0.4 runs the last 2, blend 1 + 4 per step).
+    script = EXAMPLES.parent / "bench" / "bench_loop.py"
+    process = subprocess.run(
+        [sys.executable, str(script), "--size", "64", "--steps", "4"], capture_output=True, text=True, timeout=300
+    )
+    stdout = ok(process)
+    assert "published: 11.00x one plain generation in transformer passes" in stdout
+    assert "default: 2.00x one plain generation in transformer passes" in stdout
+    blend = next(line.split() for line in stdout.splitlines() if line.startswith("blend "))
+    assert blend[3:5] == ["24", "6.00"] and blend[-2:] == ["[True,", "True]"]
