@@ -203,3 +203,26 @@ def test_small_losses_do_not_add_up_below_the_first_painting(painter):
     assert not second_round.accepted  # 0.4 -> -0.2: within epsilon of the best, but 1.2 below the first
     assert any("fell below the first painting" in reason for reason in second_round.reasons)
     assert result.trail.best == 1
+
+
+class BlackFirst:
+    """The real painter, except that its first painting comes back black (a broken render)."""
+
+    def __init__(self, painter):
+        self.painter, self.model_id, self.calls = painter, painter.model_id, 0
+
+    def paint(self, request, init=None, progress=None):
+        painting = self.painter.paint(request, init=init, progress=progress)
+        self.calls += 1
+        if self.calls == 1:
+            painting.image = Image.new("RGB", painting.image.size)
+        return painting
+
+
+def test_a_broken_first_painting_is_rerolled_and_paid_for(painter):
+    result = run(PROMPT, painter=BlackFirst(painter), critic=ScriptedCritic(["no changes"]), judge=Judge(),
+                 config=tiny_config(), seed=5)  # fmt: skip
+    trail = result.trail
+    assert len(trail.rerolls) == 1 and trail.rerolls[0].startswith("seed 5: near-black")
+    assert trail.first_request.seed == 6
+    assert trail.first_cost.transformer_passes == 8 and trail.total_cost.transformer_passes == 8

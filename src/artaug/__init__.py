@@ -4,4 +4,14 @@ from artaug.types import Box, Cost, Critique, Edit, Painting, PaintRequest, Roun
 
 __version__ = "0.1.0"
 
-__all__ = ["Box", "Cost", "Critique", "Edit", "PaintRequest", "Painting", "Round", "Trail", "__version__"]
+
+def __getattr__(name: str):
+    # ``artaug.paint`` (the main job as a function) imports torch and diffusers: load it only when asked for.
+    if name == "paint":
+        from artaug.app import paint
+
+        return paint
+    raise AttributeError(f"module 'artaug' has no attribute {name!r}")
+
+
+__all__ = ["Box", "Cost", "Critique", "Edit", "PaintRequest", "Painting", "Round", "Trail", "__version__", "paint"]

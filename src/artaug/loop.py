@@ -20,7 +20,6 @@ from typing import Any, Protocol
 from PIL import Image
 
 from artaug.config import Config, LoopConfig, PainterConfig
-from artaug.judge import check
 from artaug.types import Cost, Critique, Edit, Painting, PaintRequest, Round, Trail
 
 
@@ -37,6 +36,8 @@ class Critic(Protocol):
 
 
 class Judge(Protocol):
+    def check(self, image: Image.Image, latents: Any = None) -> list[str]: ...
+
     def scores(self, image: Image.Image, prompt: str) -> dict[str, float]: ...
 
     def compare(self, before_image, after_image, prompt, before_scores=None, after_latents=None) -> Any: ...
@@ -130,10 +131,12 @@ def run(
     # 1. The first painting. A broken one is re-rolled with the next seed, a bounded number of times.
     request = first_request(prompt, config.painter, seed)
     rerolls: list[str] = []
+    first_cost = Cost()  # every attempt is paid for, including the broken ones
     for attempt in range(loop.max_rerolls + 1):
         emit(RoundStarted(0))
         first = painter.paint(request, progress=_stepper(emit, 0))
-        problems = check(first.image, first.latents)
+        first_cost = first_cost + first.cost
+        problems = judge.check(first.image, first.latents)
         if not problems:
             break
         rerolls.append(f"seed {request.seed}: {'; '.join(problems)}")
@@ -147,7 +150,7 @@ def run(
         prompt=prompt,
         first_request=first.request,
         first_scores=first_scores,
-        first_cost=first.cost,
+        first_cost=first_cost,
         rerolls=rerolls,
         provenance=dict(provenance or {}),
     )
