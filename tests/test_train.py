@@ -271,3 +271,45 @@ def test_aspect_ratio_buckets(pipe, pairs, tmp_path):
 
     result = train_stage(copy.deepcopy(pipe.transformer), after, tiny_config(steps=3, batch_size=2), tmp_path / "run")
     assert len(result.losses) == 3 and all(b.abs().max() > 0 for _, b, _ in result.lora.values())
+
+
+DDP_SCRIPT = """
+import hashlib, json, sys
+import torch
+from accelerate import PartialState
+from artaug.train import TrainConfig, train_lora
+
+out, painter, pairs, stop = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+config = TrainConfig(resolution=64, steps=3, mixed_precision="no", max_sequence_length=16, rank=4, checkpoint_every=1,
+                     progress=False, learning_rate=1e-3)
+result = train_lora(painter, pairs, config, out, stop_after=stop or None)
+digest = hashlib.sha256(b"".join(t.numpy().tobytes() for m in sorted(result.lora) for t in result.lora[m][:2]))
+state = PartialState()
+with open(f"{out}-rank{state.process_index}.json", "w") as f:  # files: two processes' stdout lines can interleave
+    json.dump([state.process_index, state.num_processes, result.complete, digest.hexdigest()], f)
+"""
+
+
+def test_two_processes_with_torchrun_agree_and_resume_exactly(pairs, tiny_painter_dir, tmp_path):
+    """``accelerate launch`` / torchrun: DDP on two CPU processes (gloo), interrupted and resumed."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    payload = json.dumps([[p, str(b), str(a)] for p, b, a in pairs])
+
+    def run(out: str, stop: int) -> list[list]:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                   str(script), str(tmp_path / out), str(tiny_painter_dir), payload, str(stop)]  # fmt: skip
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return [json.loads((tmp_path / f"{out}-rank{rank}.json").read_text()) for rank in range(2)]
+
+    whole = run("whole", 0)
+    assert [r[:3] for r in whole] == [[0, 2, True], [1, 2, True]] and whole[0][3] == whole[1][3]  # DDP kept in sync
+    assert [r[2] for r in run("split", 2)] == [False, False]  # stopped inside stage 1
+    assert run("split", 0) == whole  # resumed: bit-identical to the uninterrupted two-process run
