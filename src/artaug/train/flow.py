@@ -13,6 +13,8 @@ model is trained matters; two densities are offered:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 TABLE_SIZE = 1000
@@ -45,13 +47,19 @@ def sample_sigmas(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw ``batch_size`` sigmas and their loss weights (float32, CPU) from ``generator``."""
     if sampling == "shifted":
-        table = sigma_table(shift)
+        table, weights = _shifted_table(shift)
         index = torch.randint(0, len(table), (batch_size,), generator=generator)
-        return table[index].float(), mid_schedule_weights(table)[index].float()
+        return table[index], weights[index]
     if sampling == "logit_normal":
         n = torch.randn(batch_size, generator=generator, dtype=torch.float64) * logit_std + logit_mean
         return shift_sigmas(torch.sigmoid(n), shift).float(), torch.ones(batch_size)
     raise ValueError(f"unknown timestep sampling {sampling!r}; use 'shifted' or 'logit_normal'")
+
+
+@functools.lru_cache(maxsize=8)
+def _shifted_table(shift: float) -> tuple[torch.Tensor, torch.Tensor]:
+    table = sigma_table(shift)
+    return table.float(), mid_schedule_weights(table).float()
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:

@@ -261,6 +261,7 @@ def train_stage(
     # 4. Fixed inputs: text positional ids (image ids depend on the batch's bucket).
     device = accelerator.device
     txt_ids = torch.zeros(data.prompt_embeds.shape[1], 3, device=device)
+    ids: dict[tuple[int, int], torch.Tensor] = {}
 
     # 5. The loop: micro-batches accumulate into one optimizer step; checkpoints only at step boundaries.
     end = config.steps if stop_after is None else min(config.steps, step + stop_after)
@@ -278,6 +279,8 @@ def train_stage(
         for micro in range(ga):
             x0, embeds, pooled, size = data.batch(order((step * ga + micro) * world + rank))
             x0, bs = x0.to(device), x0.shape[0]
+            if size not in ids:
+                ids[size] = image_ids(*size).to(device)
             noise = torch.randn(x0.shape, generator=generator).to(device)
             sigmas, weights = sample_sigmas(
                 bs, generator, config.timestep_sampling, config.shift, config.logit_mean, config.logit_std
@@ -293,7 +296,7 @@ def train_stage(
                     pooled_projections=pooled.to(device, weight_dtype),
                     encoder_hidden_states=embeds.to(device, weight_dtype),
                     txt_ids=txt_ids,
-                    img_ids=image_ids(*size).to(device),
+                    img_ids=ids[size],
                     return_dict=False,
                 )[0]
                 loss = flow_matching_loss(prediction, x0, noise, weights.to(device))
