@@ -101,9 +101,13 @@ def run_artaug(geometry: dict, device: torch.device, dtype: torch.dtype) -> dict
         progress=False,
         max_sequence_length=geometry["text_length"],
     )
+    before = torch.cuda.max_memory_allocated() if device.type == "cuda" else 0
     with tempfile.TemporaryDirectory() as folder:
         result = train_stage(transformer, data, config, folder)
-    return {"step_seconds": result.step_seconds[geometry["warmup"] :], "loss": result.losses[-1]}
+    out = {"step_seconds": result.step_seconds[geometry["warmup"] :], "loss": result.losses[-1]}
+    if device.type == "cuda":  # train_stage resets the peak counter at its start: count the caching phase too
+        out["peak_bytes"] = max(before, result.peak_memory_bytes or 0)
+    return out
 
 
 def run_diffusers(geometry: dict, device: torch.device, dtype: torch.dtype, cache_latents: bool) -> dict:
@@ -185,8 +189,17 @@ def run_diffusers(geometry: dict, device: torch.device, dtype: torch.dtype, cach
     return {"step_seconds": step_seconds[geometry["warmup"] :], "loss": loss}
 
 
-def child(variant: str, full: bool) -> None:
-    geometry = FULL if full else SMALL
+def geometry_for(full: bool, smoke: bool) -> dict:
+    if not smoke:
+        return FULL if full else SMALL
+    # FLUX.1-dev widths, precision and checkpointing at one block each and 256 px: proves the --full code path on a
+    # CPU in a minute; its numbers mean nothing.
+    transformer = {**FULL["transformer"], "num_layers": 1, "num_single_layers": 1}
+    return {**FULL, "transformer": transformer, "resolution": 256, "text_length": 64, "warmup": 1, "steps": 1}
+
+
+def child(variant: str, full: bool, smoke: bool = False) -> None:
+    geometry = geometry_for(full, smoke)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if geometry["precision"] == "bf16" else torch.float32
     if device.type == "cuda":
@@ -196,7 +209,7 @@ def child(variant: str, full: bool) -> None:
     else:
         out = run_diffusers(geometry, device, dtype, cache_latents=variant == "diffusers-cached")
     if device.type == "cuda":
-        out["peak_bytes"] = torch.cuda.max_memory_allocated()
+        out["peak_bytes"] = max(out.get("peak_bytes", 0), torch.cuda.max_memory_allocated())
     else:
         out["peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out["device"] = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
@@ -207,19 +220,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="FLUX.1-dev geometry, bf16, gradient checkpointing (GPU)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per variant; the median counts")
+    parser.add_argument("--smoke", action="store_true", help="with --full: one block each, 256 px (checks the code)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.full)
+        child(args.child, args.full, args.smoke)
         return
-    geometry = FULL if args.full else SMALL
+    geometry = geometry_for(args.full, args.smoke)
     print(f"config: {json.dumps({k: v for k, v in geometry.items() if k != 'vae'})}")
     variants = ("artaug", "diffusers", "diffusers-cached")
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     # Interleaved (a, d, c, a, d, c, ...) so a shared machine's load changes hit every variant alike.
     for _ in range(args.repeats):
         for variant in variants:
-            cmd = [sys.executable, __file__, "--child", variant] + (["--full"] if args.full else [])
+            cmd = [sys.executable, __file__, "--child", variant]
+            cmd += (["--full"] if args.full else []) + (["--smoke"] if args.smoke else [])
             proc = subprocess.run(cmd, capture_output=True, text=True)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:
