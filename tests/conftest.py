@@ -13,6 +13,18 @@ import pytest
 from artaug.tiny import tiny_critic_path, tiny_painter_path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and pytest-xdist already runs one worker per core: a second thread
+    per worker only contends (3-5x slower on a loaded 2-core machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_painter_dir() -> Path:
     """A tiny FLUX folder: ``FluxPipeline.from_pretrained(tiny_painter_dir)`` loads it like FLUX.1-dev."""

@@ -40,15 +40,6 @@ def tiny_lora(seed: int = 0, rank: int = 4, scale: float = 2.0, single_linear1: 
     return random_lora(modules, rank, scale, seed)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models gain nothing from threads, and on a shared 2-core machine the thread pool's contention costs 3-5x.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pipe(tiny_painter_dir) -> FluxPipeline:
     pipe = FluxPipeline.from_pretrained(tiny_painter_dir)

@@ -6,7 +6,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -49,14 +48,6 @@ class ScriptedScores:
         mean = self.means[self.calls]
         self.calls += 1
         return [mean] * len(images)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_bootstrap_keeps_an_improvement_rolls_back_a_regression_and_resumes(tiny_painter_dir: Path, tmp_path: Path):
