@@ -69,3 +69,6 @@ def test_everything_round_trips_through_json():
     restored = _round_trip(trail)
     assert restored.to_dict() == trail.to_dict()
     assert restored.total_cost == Cost(38, 33, 4.5)
+    relative = trail.to_dict()["cost_relative_to_first"]
+    assert relative["rounds"]["1"] == {"transformer_passes": 10 / 28, "seconds": 0.5}
+    assert relative["total"]["transformer_passes"] == 38 / 28

@@ -327,7 +327,22 @@ class Trail:
             "stopped": self.stopped,
             "provenance": self.provenance,
             "total_cost": self.total_cost.to_dict(),
+            "cost_relative_to_first": self.relative_cost(),
         }
+
+    def relative_cost(self) -> dict[str, Any]:
+        """Each round's and the whole run's transformer passes and seconds, as multiples of the first painting's."""
+
+        def ratio(cost: Cost) -> dict[str, float | None]:
+            first = self.first_cost
+            return {
+                "transformer_passes": cost.transformer_passes / first.transformer_passes
+                if first.transformer_passes
+                else None,
+                "seconds": cost.seconds / first.seconds if first.seconds else None,
+            }
+
+        return {"rounds": {str(r.index): ratio(r.cost) for r in self.rounds}, "total": ratio(self.total_cost)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trail:
