@@ -7,6 +7,7 @@ A backend implements two things: ``ask(images, text, max_new_tokens)`` (one conv
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 
 from PIL import Image
 
@@ -19,7 +20,7 @@ class CriticError(RuntimeError):
     """A critic could not answer at all (endpoint down, timeout, HTTP errors after all retries)."""
 
 
-class Critic:
+class Critic(ABC):
     """Base class of the critic backends: ``critique(image, prompt) -> Critique`` and friends."""
 
     name = "critic"
@@ -46,15 +47,16 @@ class Critic:
     def instruction(self, prompt: str) -> str:
         return self.template.render(prompt, self.max_edits, pixels=self.pixels)
 
+    @abstractmethod
     def ask(self, images: list[Image.Image], text: str, max_new_tokens: int = 256) -> str:
         """One conversation: the images, then ``text``; the model's raw answer. Raises ``CriticError`` on failure."""
-        raise NotImplementedError
 
     def critique(self, image: Image.Image, prompt: str) -> Critique:
         return self.critique_batch([image], [prompt])[0]
 
+    @abstractmethod
     def critique_batch(self, images: list[Image.Image], prompts: list[str]) -> list[Critique]:
-        raise NotImplementedError
+        """One ``Critique`` per (image, prompt), in order; transport failures are recorded on it, never raised."""
 
     def _check_batch(self, images: list[Image.Image], prompts: list[str]) -> None:
         if len(images) != len(prompts):
