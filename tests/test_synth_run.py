@@ -19,29 +19,14 @@ import pytest
 from PIL import Image
 
 from artaug.cli import main
+from artaug.commands.synth import TINY_PRESET
 from artaug.store import PairDraft, Store, read_pairs
 from artaug.synth.filters import FilterConfig, ssim
 from artaug.synth.prompts import PromptRecord, read_prompts, sample_prompts_path
 from artaug.synth.run import PairResult, SynthComponents, SynthConfig, load_synth_config, process_prompt, synthesize
-from artaug.types import Box, Critique, Edit
+from helpers import AlwaysEditsCritic
 
-TINY = {
-    "painter.height": "64",
-    "painter.width": "64",
-    "painter.num_inference_steps": "2",
-    "painter.max_sequence_length": "16",
-    "loop.region_max_sequence_length": "16",
-}
-
-
-class ScriptedCritic:
-    """Always asks for the same regional edit (the tiny VLM rarely writes a parseable one)."""
-
-    model_id = "scripted"
-    template_version = "test"
-
-    def critique(self, image: Image.Image, prompt: str) -> Critique:
-        return Critique(edits=[Edit(Box(0.0, 0.0, 0.5, 0.5), "a bright red square")], raw="scripted")
+TINY = {**TINY_PRESET}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +36,7 @@ def tiny_components(tiny_painter_dir: Path, tiny_clip_dir: Path) -> SimpleNamesp
 
     # The real judge with the tiny CLIP's alignment scorer; no aesthetic head exists offline.
     judge = Judge.from_config(JudgeConfig(alignment=True, alignment_clip=str(tiny_clip_dir), device="cpu"))
-    return SimpleNamespace(painter=FluxPainter.from_pretrained(str(tiny_painter_dir)), critic=ScriptedCritic(),
+    return SimpleNamespace(painter=FluxPainter.from_pretrained(str(tiny_painter_dir)), critic=AlwaysEditsCritic(),
                            judge=judge)  # fmt: skip
 
 

@@ -9,32 +9,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from artaug.commands.synth import TINY_PRESET
 from artaug.synth.filters import FilterConfig
 from artaug.synth.prompts import PromptRecord
 from artaug.synth.run import load_synth_config
 from artaug.train.bootstrap import BootstrapConfig, bootstrap
 from artaug.train.config import TrainConfig
 from artaug.train.lora_io import load_lora, lora_delta
-from artaug.types import Box, Critique, Edit, PaintRequest
+from artaug.types import PaintRequest
+from helpers import AlwaysEditsCritic
 
-TINY = {
-    "painter.height": "64",
-    "painter.width": "64",
-    "painter.num_inference_steps": "2",
-    "painter.max_sequence_length": "16",
-    "loop.region_max_sequence_length": "16",
-    "loop.rounds": "1",
-}
-
-
-class ScriptedCritic:
-    """Always asks for the same regional edit (the tiny VLM rarely writes a parseable one)."""
-
-    model_id = "scripted"
-    template_version = "test"
-
-    def critique(self, image: Image.Image, prompt: str) -> Critique:
-        return Critique(edits=[Edit(Box(0.0, 0.0, 0.5, 0.5), "a bright red square")], raw="scripted")
+TINY = {**TINY_PRESET, "loop.rounds": "1"}
 
 
 class ScriptedScores:
@@ -55,7 +40,7 @@ def test_bootstrap_keeps_an_improvement_rolls_back_a_regression_and_resumes(tiny
     from artaug.painter import FluxPainter
 
     painter = FluxPainter.from_pretrained(str(tiny_painter_dir))
-    components = SimpleNamespace(painter=painter, critic=ScriptedCritic(), judge=Judge())
+    components = SimpleNamespace(painter=painter, critic=AlwaysEditsCritic(), judge=Judge())
     synth = load_synth_config(None, TINY)
     synth.filters = FilterConfig(keep_not_scored=True, min_similarity=0.0)
     prompts = [PromptRecord("fox", "a red fox in the snow", 5), PromptRecord("cat", "a cat on a red couch", 6)]
