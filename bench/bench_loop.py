@@ -44,11 +44,11 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 
-from artaug.config import Config, LoopConfig, apply_overrides, parse_set_options
+from artaug.config import Config, LoopConfig, parse_set_options
 from artaug.critic import parse_critique
 from artaug.judge import Judge
 from artaug.loop import Event, LoopResult, Painted, RoundStarted, run
@@ -151,12 +151,12 @@ def loop_configs(custom: list[str] | None = None) -> dict[str, LoopConfig]:
     """The three fixed configs, plus a "custom" one when ``--set loop.KEY=VALUE`` overrides are given."""
     default = LoopConfig()
     configs = {
-        "published": replace(default, regional="blend", strength=1.0),
+        "published": default.replace(regional="blend", strength=1.0),
         "default": default,
-        "blend": replace(default, regional="blend"),
+        "blend": default.replace(regional="blend"),
     }
     if custom:
-        configs["custom"] = apply_overrides(Config(), parse_set_options(custom)).loop
+        configs["custom"] = Config().updated(parse_set_options(custom)).loop
     return configs
 
 
@@ -167,10 +167,9 @@ def expected_passes(loop: LoopConfig, steps: int) -> int:
 
 
 def painter_config(config: Config, size: int, steps: int) -> Config:
-    config.painter.height = config.painter.width = size
-    config.painter.num_inference_steps = steps
-    config.painter.max_sequence_length = 512  # FLUX.1-dev's T5 length: part of the token geometry
-    return config
+    # max_sequence_length 512: FLUX.1-dev's T5 length, part of the token geometry
+    changes = {"painter.height": size, "painter.width": size, "painter.num_inference_steps": steps}
+    return config.updated(changes | {"painter.max_sequence_length": 512})
 
 
 # ---- building the painter -----------------------------------------------------------------------------------------
@@ -363,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     painter = build_painter(args.full, args.device, _dtype(args))
     params = sum(p.numel() for p in painter.pipe.transformer.parameters())
     print(f"{painter.model_id}: {params / 1e6:.1f}M transformer parameters")
-    measure("warm-up", painter, replace(LoopConfig(), rounds=0), size, 2, args.seed)
+    measure("warm-up", painter, LoopConfig(rounds=0), size, 2, args.seed)
 
     # 3. Run the loop once per config per repeat, rotating the order so no config always runs first
     configs = list(loop_configs(args.set).items())

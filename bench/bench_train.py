@@ -77,7 +77,7 @@ def inputs(geometry: dict, device: torch.device):
 
 
 def run_artaug(geometry: dict, device: torch.device, dtype: torch.dtype) -> dict:
-    from artaug.train.config import TrainConfig
+    from artaug.config import TrainConfig
     from artaug.train.data import CachedData, pack_latents
     from artaug.train.trainer import train_stage
 
@@ -121,7 +121,7 @@ def run_diffusers(geometry: dict, device: torch.device, dtype: torch.dtype, cach
     )
     from peft import LoraConfig
 
-    from artaug.train.config import TrainConfig
+    from artaug.config import TrainConfig
     from artaug.train.trainer import lora_config
 
     accelerator = Accelerator(mixed_precision=geometry["precision"])

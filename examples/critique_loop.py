@@ -3,15 +3,16 @@
     python examples/critique_loop.py                    # FLUX.1-dev + Qwen2-VL-7B-Instruct on a GPU
     python examples/critique_loop.py --tiny             # offline, on the built-in tiny painter and tiny critic
 
-``artaug.app.paint`` returns the trail (every round's critique, edits, decision and cost) and writes a run folder:
+``artaug.paint`` returns the trail (every round's critique, edits, decision and cost) and writes a run folder:
 round_NN.png, final.png, trail.json, contact_sheet.png and config.toml. Replay it with examples/replay_run.py.
 """
 
 import argparse
 from pathlib import Path
 
-from artaug.app import ProgressPrinter, paint
+from artaug.cli.paint import ProgressPrinter
 from artaug.config import Config
+from artaug.loop.paint import paint
 
 PROMPT = "a red fox in a snowy birch forest at golden hour, soft rim light"
 
@@ -26,21 +27,23 @@ def main() -> None:
     args = parser.parse_args()
 
     # 1. The config: real-use defaults (see artaug.config), shrunk to the tiny models with --tiny
-    config = Config()
+    changes = {}
     if args.tiny:
         from artaug.tiny import tiny_critic_path, tiny_painter_path
 
-        config.painter.model, config.critic.model = str(tiny_painter_path()), str(tiny_critic_path("qwen2-vl"))
-        config.painter.height = config.painter.width = 128
-        config.painter.num_inference_steps = 8
-        config.painter.max_sequence_length = config.loop.region_max_sequence_length = 32
-        config.critic.max_new_tokens = 64  # a random-weight critic writes noise; keep it short
+        changes = {"painter.model": str(tiny_painter_path()), "critic.model": str(tiny_critic_path("qwen2-vl"))}
+        changes |= {"painter.height": 128, "painter.width": 128, "painter.num_inference_steps": 8}
+        changes |= {"painter.max_sequence_length": 32, "loop.region_max_sequence_length": 32}
+        changes["critic.max_new_tokens"] = 64  # a random-weight critic writes noise; keep it short
     if args.size:
-        config.painter.height = config.painter.width = args.size
-    config.painter.num_inference_steps = args.steps or config.painter.num_inference_steps
+        changes |= {"painter.height": args.size, "painter.width": args.size}
+    if args.steps:
+        changes["painter.num_inference_steps"] = args.steps
+    config = Config().updated(changes)  # validated: a bad size or step count stops here, before any model loads
 
     # 2. Run the loop into a run folder, with progress bars on stderr
-    result = paint(PROMPT, config=config, rounds=args.rounds, seed=0, output=args.output, on_event=ProgressPrinter())
+    result = paint(PROMPT, config=config, rounds=args.rounds, seed=0, output=args.output, overwrite=True,
+                   on_event=ProgressPrinter())  # fmt: skip
 
     # 3. What happened, and what it cost relative to the first painting
     trail = result.trail
@@ -51,7 +54,7 @@ def main() -> None:
     print(f"stopped: {trail.stopped}; final painting from round {trail.best}")
     ratio = total.transformer_passes / first.transformer_passes
     print(f"cost: {total.transformer_passes} transformer passes, {ratio:.2f}x the first painting's")
-    print(f"run folder: {args.output}")
+    print(f"run folder: {result.output}")
 
 
 if __name__ == "__main__":

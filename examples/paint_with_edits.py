@@ -12,7 +12,8 @@ import argparse
 from pathlib import Path
 
 from artaug import Box, Edit, PaintRequest
-from artaug.painter import DEFAULT_PAINTER, FluxPainter
+from artaug.config import DEFAULT_PAINTER
+from artaug.painter import FluxPainter
 
 PROMPT = "a red fox in a snowy birch forest at golden hour"
 EDITS = (

@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from artaug.loop.replay import load_trail, replay, trail_painter
 from artaug.painter import FluxPainter
-from artaug.replay import load_trail, replay
 
 
 def main() -> int:
@@ -28,7 +28,7 @@ def main() -> int:
         from artaug.tiny import tiny_painter_path
 
         args.painter = str(tiny_painter_path())
-    painter_id = args.painter or trail.provenance.get("painter", {}).get("id")
+    painter_id = args.painter or trail_painter(trail)
     if not painter_id:
         parser.error("the trail names no painter: pass --painter")
     painter = FluxPainter.from_pretrained(painter_id)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from artaug.config import load_config
 from artaug.synth import read_pairs, read_prompts, sample_prompts_path
 from artaug.synth.export import export
-from artaug.synth.run import load_synth_config, synthesize
+from artaug.synth.run import synthesize
 from artaug.synth.stats import collect, plot
 
 
@@ -29,13 +30,11 @@ def main() -> None:
     # 1. config: the tiny models for an offline try, else the real defaults
     overrides = {}
     if args.tiny:
-        from artaug.commands.synth import TINY_PRESET
-        from artaug.tiny import tiny_critic_path, tiny_painter_path
+        from artaug.tiny import tiny_overrides
 
-        overrides = {**TINY_PRESET, "painter.model": str(tiny_painter_path()), "critic.model": str(tiny_critic_path())}
         # Tiny models have no aesthetic or alignment scorer: keep the unscored pairs, but still record why.
-        overrides["synth.filters.keep_not_scored"] = "true"
-    config = load_synth_config(None, overrides)
+        overrides = {**tiny_overrides(), "synth.filters.keep_not_scored": True}
+    config = load_config(None, overrides)
 
     # 2. synthesise (resumable), then the stats and a histogram of the score deltas
     prompts = read_prompts(args.prompts or sample_prompts_path())[: args.limit]

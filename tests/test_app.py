@@ -5,11 +5,11 @@ import json
 import pytest
 from PIL import Image
 
-from artaug.app import paint
-from artaug.components import Components
 from artaug.config import Config
 from artaug.judge import Judge
 from artaug.loop import Decided
+from artaug.loop.components import Components
+from artaug.loop.paint import paint
 from artaug.painter import FluxPainter
 from test_loop import FOX, SKY, ScriptedCritic, tiny_config
 

@@ -11,7 +11,7 @@ from diffusers import FluxPipeline
 from PIL import Image
 
 from artaug.cli import build_parser, main
-from artaug.commands.paint import parse_edit
+from artaug.cli.paint import parse_edit
 from artaug.pngmeta import a1111_parameters, painting_provenance, read_png_metadata, save_png
 from artaug.types import Box, Cost, Edit, Painting, PaintRequest
 
@@ -67,7 +67,7 @@ def test_paint_with_edits_records_them(tiny_painter_dir, tmp_path, mode):
 
 
 def test_defaults_match_flux_pipeline():
-    from artaug.commands.paint import resolve
+    from artaug.cli.paint import resolve
 
     args = build_parser().parse_args(["paint", "a cat"])
     config = resolve(args)
@@ -115,11 +115,11 @@ def test_bad_edit_on_the_command_line_exits_with_usage(capsys):
 
 
 def test_bad_size_and_missing_folder_are_clear_errors(tiny_painter_dir, tmp_path, capsys):
-    assert main(["paint", "a cat", "--painter", str(tmp_path / "missing"), "--output", str(tmp_path / "a.png")]) == 1
+    assert main(["paint", "a cat", "--painter", str(tmp_path / "missing"), "--output", str(tmp_path / "a.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
     args = ["paint", "a cat", "--painter", str(tiny_painter_dir), "--height", "72", "--width", "64", "--steps", "1"]
     assert main([*args, "--max-sequence-length", "16", "--output", str(tmp_path / "b.png")]) == 2
-    assert "multiples of 16" in capsys.readouterr().err
+    assert "multiple of 16" in capsys.readouterr().err
     assert main(["paint", " ", "--output", str(tmp_path / "c.png")]) == 2
     assert "non-empty" in capsys.readouterr().err
 

@@ -20,7 +20,6 @@ from artaug.judge import (
     JudgeConfig,
     PairwiseVLMJudge,
     check,
-    load_judge_config,
     parse_choice,
 )
 
@@ -462,7 +461,9 @@ def test_from_config_loads_both_scorers_on_one_shared_clip(tiny_clip_dir, head_f
     # The same config through TOML, as the loop's config file carries it.
     import tomli_w
 
+    from artaug.config import load_config
+
     (tmp_path / "judge.toml").write_text(tomli_w.dumps({"judge": config.to_dict()}))
-    assert load_judge_config(tmp_path / "judge.toml") == config
-    with pytest.raises(ValueError, match="unknown judge config keys"):
+    assert load_config(tmp_path / "judge.toml").judge == config
+    with pytest.raises(ValueError, match="unknown setting judge.aesthetc"):
         JudgeConfig.from_dict({"aesthetc": True})

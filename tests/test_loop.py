@@ -14,10 +14,10 @@ from artaug.config import Config
 from artaug.critic import parse_critique
 from artaug.judge import Judge, JudgeConfig
 from artaug.loop import Critiqued, Decided, Finished, PaintStep, iterate, run
+from artaug.loop.replay import replay
+from artaug.loop.runfolder import RunFolder
 from artaug.painter import FluxPainter
 from artaug.pngmeta import read_png_metadata
-from artaug.replay import replay
-from artaug.runfolder import RunFolder
 
 PROMPT = "a red fox in a snowy forest"
 FOX = (
@@ -68,15 +68,9 @@ def painter(tiny_painter_dir):
 
 
 def tiny_config(rounds=2, **loop):
-    config = Config()
-    config.painter.height = config.painter.width = 128
-    config.painter.num_inference_steps = 4
-    config.painter.max_sequence_length = 16
-    config.loop.rounds = rounds
-    config.loop.region_max_sequence_length = 16
-    for key, value in loop.items():
-        setattr(config.loop, key, value)
-    return config
+    tiny = {"painter.height": 128, "painter.width": 128, "painter.num_inference_steps": 4}
+    tiny |= {"painter.max_sequence_length": 16, "loop.region_max_sequence_length": 16, "loop.rounds": rounds}
+    return Config().updated(tiny | {f"loop.{key}": value for key, value in loop.items()})
 
 
 def test_accepted_rounds_repaint_from_the_best_painting(painter, tmp_path):

@@ -7,8 +7,7 @@ import pytest
 import torch
 from diffusers import FluxPipeline
 
-from artaug import regions
-from artaug.painter import FluxPainter, start_index
+from artaug.painter import FluxPainter, regions, start_index
 from artaug.types import Box, Edit, Painting, PaintRequest
 
 PROMPT = "a red fox in the snow"
@@ -79,7 +78,7 @@ def test_attention_mode_without_edits_equals_plain(painter, plain):
 
 
 def test_blend_local_prompt_equal_to_global_gives_the_same_image(painter, plain):
-    painting = painter.paint(BASE.replace(edits=(Edit(LEFT, PROMPT),)))
+    painting = painter.paint(BASE.replace(regional="blend", edits=(Edit(LEFT, PROMPT),)))
     assert np.array_equal(_pixels(painting), _pixels(plain))
     assert torch.equal(painting.latents, plain.latents)
     # The repeated prompt reuses the global prediction: no extra pass.
@@ -87,7 +86,7 @@ def test_blend_local_prompt_equal_to_global_gives_the_same_image(painter, plain)
 
 
 def test_blend_different_local_prompt_changes_the_image(painter, plain):
-    painting = painter.paint(BASE.replace(edits=(Edit(LEFT, OTHER),)))
+    painting = painter.paint(BASE.replace(regional="blend", edits=(Edit(LEFT, OTHER),)))
     assert not np.array_equal(_pixels(painting), _pixels(plain))
     assert painting.cost.transformer_passes == 2 * 3
     # The change concentrates in the box (left half of the token grid).
@@ -97,10 +96,11 @@ def test_blend_different_local_prompt_changes_the_image(painter, plain):
 
 def _two_edits() -> PaintRequest:
     return BASE.replace(
+        regional="blend",
         edits=(
             Edit(Box(0.0, 0.0, 0.25, 0.5), OTHER),
-            Edit(Box(0.5, 0.5, 0.75, 1.0), "a steam train crossing a bridge", strength=3.0),
-        )
+            Edit(Box(0.5, 0.5, 0.75, 1.0), "a steam train crossing a bridge", weight=3.0),
+        ),
     )
 
 
@@ -241,7 +241,7 @@ def test_attention_processors_restored_after_an_error(painter):
 
 def test_strength_half_runs_half_the_steps_from_init(painter, plain):
     steps: list[tuple[int, int]] = []
-    request = BASE.replace(num_inference_steps=4, strength=0.5, edits=(Edit(LEFT, OTHER),))
+    request = BASE.replace(num_inference_steps=4, strength=0.5, regional="blend", edits=(Edit(LEFT, OTHER),))
     first = painter.paint(BASE.replace(num_inference_steps=4))
     revised = painter.paint(request, init=first, progress=lambda i, n: steps.append((i, n)))
     assert revised.cost.steps == 2 and revised.cost.transformer_passes == 2 * 2

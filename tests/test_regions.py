@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import FluxPipeline
 
-from artaug import regions
+from artaug.painter import regions
 from artaug.types import Box
 
 
@@ -122,7 +122,7 @@ def test_blend_is_exactly_global_outside_masks_and_for_equal_predictions():
 def test_blend_without_regions_and_shape_errors():
     v = torch.randn(1, 16, 8)
     assert regions.blend(v, torch.zeros(0, 1, 16, 8), torch.zeros(0, 16), []) is v
-    with pytest.raises(ValueError, match="one mask and one strength"):
+    with pytest.raises(ValueError, match="one mask and one weight"):
         regions.blend(v, torch.zeros(2, 1, 16, 8), torch.zeros(1, 16), [1.0, 1.0])
     with pytest.raises(ValueError, match="do not match"):
         regions.blend(v, torch.zeros(1, 1, 15, 8), torch.zeros(1, 16), [1.0])

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artaug.store import LEDGER, LeaseLost, PairDraft, Store, read_pairs
 from artaug.synth.prompts import PromptRecord
+from artaug.synth.store import LEDGER, LeaseLost, PairDraft, Store, read_pairs
 
 
 def records(n: int) -> list[PromptRecord]:
@@ -138,7 +138,7 @@ def test_a_killed_workers_lease_is_free_at_once(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import sys, time
-        from artaug.store import Store
+        from artaug.synth.store import Store
         store = Store({str(tmp_path)!r}, lease_ttl=3600)
         print(store.claim(1)[0].id, flush=True)
         time.sleep(60)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from artaug.store import PairDraft, Store, read_pairs
 from artaug.synth.export import MANIFEST, SIDECAR, export
 from artaug.synth.filters import FilterConfig, PairEvidence, evaluate, pixel_correlation, ssim
 from artaug.synth.prompts import PromptRecord, default_seed, read_prompts, sample_prompts_path
 from artaug.synth.stats import collect, plot
+from artaug.synth.store import PairDraft, Store, read_pairs
 
 # -- readers ----------------------------------------------------------------------------------------------------------
 
@@ -63,7 +63,7 @@ def test_duplicate_prompts_get_their_own_ids_and_duplicate_ids_are_errors(tmp_pa
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("p.jsonl", '{"prompt": "ok"}\nnot json\n', r"p.jsonl:2: not valid JSON"),
+        ("p.jsonl", '{"prompt": "ok"}\nnot json\n', r"p.jsonl:2 is not valid JSON"),
         ("p.jsonl", '{"prompt": ""}\n', "empty or missing prompt"),
         ("p.csv", "title\nhello\n", "no prompt column"),
         ("p.csv", "prompt,seed\nhello,abc\n", "seed 'abc' is not an integer"),

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artaug.store import Store, read_pairs
+from artaug.config import load_config
 from artaug.synth.prompts import read_prompts, sample_prompts_path
-from artaug.synth.run import load_synth_config, synthesize
+from artaug.synth.run import synthesize
+from artaug.synth.store import Store, read_pairs
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
@@ -29,7 +30,7 @@ def test_ray_gives_the_same_records_as_one_process(
         "critic.max_new_tokens": "16",
         "loop.rounds": "1",
     }
-    config = load_synth_config(None, overrides)
+    config = load_config(None, overrides)
     prompts = read_prompts(sample_prompts_path())[:4]
 
     local = synthesize(prompts, tmp_path / "local", config, progress=False)

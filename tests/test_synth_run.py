@@ -19,14 +19,16 @@ import pytest
 from PIL import Image
 
 from artaug.cli import main
-from artaug.commands.synth import TINY_PRESET
-from artaug.store import PairDraft, Store, read_pairs
-from artaug.synth.filters import FilterConfig, ssim
+from artaug.config import Config, load_config
+from artaug.synth.filters import ssim
 from artaug.synth.prompts import PromptRecord, read_prompts, sample_prompts_path
-from artaug.synth.run import PairResult, SynthComponents, SynthConfig, load_synth_config, process_prompt, synthesize
+from artaug.synth.run import synthesize
+from artaug.synth.store import PairDraft, Store, read_pairs
+from artaug.synth.work import PairResult, SynthComponents, process_prompt
+from artaug.tiny import TINY_SETTINGS
 from helpers import AlwaysEditsCritic
 
-TINY = {**TINY_PRESET}
+TINY = {**TINY_SETTINGS}
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +44,7 @@ def tiny_components(tiny_painter_dir: Path, tiny_clip_dir: Path) -> SimpleNamesp
 
 @pytest.mark.parametrize("all_rounds", [False, True])
 def test_process_prompt_pairs_first_and_accepted_rounds(tiny_components: SimpleNamespace, all_rounds: bool) -> None:
-    config = load_synth_config(None, {**TINY, "loop.rounds": "2"})
-    config.all_rounds = all_rounds
-    config.filters = FilterConfig(min_similarity=0.5)
+    config = load_config(None, {**TINY, "loop.rounds": 2, "synth.all_rounds": all_rounds})
     components = SynthComponents(tiny_components, ssim)
     result = process_prompt(PromptRecord("fox", "a red fox in the snow", 5), components, config)
     assert result.error is None, result.error
@@ -79,7 +79,7 @@ def test_process_prompt_pairs_first_and_accepted_rounds(tiny_components: SimpleN
 
 def test_process_prompt_reports_errors_instead_of_raising(tiny_components: SimpleNamespace) -> None:
     broken = SimpleNamespace(painter=None, critic=None, judge=tiny_components.judge)
-    result = process_prompt(PromptRecord("x", "p", 1), SynthComponents(broken, ssim), load_synth_config(None, TINY))
+    result = process_prompt(PromptRecord("x", "p", 1), SynthComponents(broken, ssim), load_config(None, TINY))
     assert result.error is not None and "AttributeError" in result.error and result.pairs == []
 
 
@@ -96,7 +96,7 @@ def fake_work(record: PromptRecord) -> PairResult:
 
 
 def _worker(root: str) -> None:
-    synthesize(None, root, SynthConfig(lease_ttl=30), progress=False, work=fake_work)
+    synthesize(None, root, Config().updated({"synth.lease_ttl": 30}), progress=False, work=fake_work)
 
 
 def test_two_worker_processes_share_one_store(tmp_path: Path) -> None:
@@ -119,11 +119,11 @@ def test_two_worker_processes_share_one_store(tmp_path: Path) -> None:
 
 def test_synthesize_resumes_and_counts(tmp_path: Path) -> None:
     prompts = [PromptRecord(f"p{i}", f"prompt {i}", i) for i in range(5)]
-    first = synthesize(prompts, tmp_path, SynthConfig(), limit=2, progress=False, work=fake_work)
+    first = synthesize(prompts, tmp_path, Config(), limit=2, progress=False, work=fake_work)
     assert (first.processed, first.counts["done"], first.counts["pending"]) == (2, 2, 3)
-    second = synthesize(prompts, tmp_path, SynthConfig(), progress=False, work=fake_work)
+    second = synthesize(prompts, tmp_path, Config(), progress=False, work=fake_work)
     assert (second.processed, second.counts["done"]) == (3, 5)
-    third = synthesize(prompts, tmp_path, SynthConfig(), progress=False, work=lambda r: pytest.fail("no work left"))
+    third = synthesize(prompts, tmp_path, Config(), progress=False, work=lambda r: pytest.fail("no work left"))
     assert third.processed == 0
     assert len(list((tmp_path / "runs").glob("*.toml"))) == 3  # the config of every invocation
 
@@ -134,27 +134,27 @@ def test_failed_prompts_are_recorded_and_retried(tmp_path: Path) -> None:
     def flaky(record: PromptRecord) -> PairResult:
         return PairResult(record, error="RuntimeError: boom") if record.id == "p1" else fake_work(record)
 
-    summary = synthesize(prompts, tmp_path, SynthConfig(), progress=False, work=flaky)
+    summary = synthesize(prompts, tmp_path, Config(), progress=False, work=flaky)
     assert (summary.failed, summary.counts["failed"], summary.counts["done"]) == (1, 1, 2)
-    summary = synthesize(None, tmp_path, SynthConfig(), retry_failed=True, progress=False, work=fake_work)
+    summary = synthesize(None, tmp_path, Config(), retry_failed=True, progress=False, work=fake_work)
     assert (summary.processed, summary.counts["failed"], summary.counts["done"]) == (1, 0, 3)
 
 
 def test_config_file_with_a_synth_table(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[loop]\nrounds = 1\n[synth]\nall_rounds = true\n[synth.filters]\nmin_similarity = 0.7\n")
-    config = load_synth_config(path, {"synth.filters.min_aesthetic_gain": "none", "synth.lease_ttl": "5"})
-    assert config.base.loop.rounds == 1 and config.all_rounds is True and config.lease_ttl == 5.0
-    assert config.filters.min_similarity == 0.7 and config.filters.min_aesthetic_gain is None
-    with pytest.raises(ValueError, match="unknown config keys"):
-        load_synth_config(None, {"synth.filters.nope": "1"})
+    config = load_config(path, {"synth.filters.min_aesthetic_gain": "none", "synth.lease_ttl": "5"})
+    assert config.loop.rounds == 1 and config.synth.all_rounds is True and config.synth.lease_ttl == 5.0
+    assert config.synth.filters.min_similarity == 0.7 and config.synth.filters.min_aesthetic_gain is None
+    with pytest.raises(ValueError, match="unknown setting synth.filters.nope"):
+        load_config(None, {"synth.filters.nope": "1"})
 
 
 # -- the CLI ----------------------------------------------------------------------------------------------------------
 
 
 def test_cli_stats_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    synthesize([PromptRecord("a", "one", 1), PromptRecord("b", "two", 2)], tmp_path / "s", SynthConfig(),
+    synthesize([PromptRecord("a", "one", 1), PromptRecord("b", "two", 2)], tmp_path / "s", Config(),
                progress=False, work=fake_work)  # fmt: skip
     assert main(["synth", "stats", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
@@ -188,7 +188,7 @@ def _ledger_claims(root: Path) -> int:
 @pytest.mark.slow
 def test_kill_safety(tmp_path: Path, tiny_painter_dir: Path, tiny_critic_dir: Path) -> None:
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("\n".join(r.prompt for r in read_prompts(sample_prompts_path())[:16]) + "\n")
+    prompts.write_text("\n".join(r.prompt for r in read_prompts(sample_prompts_path())) + "\n")
     store = tmp_path / "store"
     command = [sys.executable, "-m", "artaug.cli", "synth", str(prompts), "--out", str(store), "--tiny"]
     command += [
@@ -200,8 +200,11 @@ def test_kill_safety(tmp_path: Path, tiny_painter_dir: Path, tiny_critic_dir: Pa
         str(tiny_painter_dir),
         "--critic",
         str(tiny_critic_dir),
+        "--set",
+        "painter.num_inference_steps=6",
     ]
-    # One torch thread: a tiny prompt then takes ~0.2 s, so the kills below land in every phase of the work.
+    # One torch thread: 32 tiny prompts then take longer than the longest sleep, so the kills below land in every
+    # phase of the work.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     rng = random.Random(1234)
     killed_mid_work = 0

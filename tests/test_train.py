@@ -9,7 +9,8 @@ import pytest
 import torch
 from diffusers import FluxPipeline
 
-from artaug.train.config import TrainConfig
+from artaug.config import TrainConfig, load_config
+from artaug.files import write_toml
 from artaug.train.data import as_pairs, cache_pairs
 from artaug.train.flow import mid_schedule_weights, sample_sigmas, sigma_table
 from artaug.train.lora_io import load_lora, lora_delta, read_metadata
@@ -162,18 +163,19 @@ def test_resume_is_bit_identical(pipe, pairs, tmp_path):
 def test_config_validation_and_8bit_error(tmp_path):
     with pytest.raises(ValueError, match="resolution"):
         tiny_config(resolution=70)
-    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+    with pytest.raises(ValueError, match="unknown setting train.rnak"):
         TrainConfig.from_dict({"rnak": 4})
     config = tiny_config()
-    assert TrainConfig.from_toml(config.save_toml(tmp_path / "c.toml")) == config
+    write_toml(tmp_path / "c.toml", {"train": config.to_dict()})
+    assert load_config(tmp_path / "c.toml").train == config
 
 
 def test_train_command_reads_kept_pairs_of_a_synth_store(pipe, tiny_painter_dir, tmp_path, capsys):
     from PIL import Image
 
     from artaug.cli import main
-    from artaug.store import PairDraft, Store
     from artaug.synth import PromptRecord
+    from artaug.synth.store import PairDraft, Store
 
     with Store(tmp_path / "store") as store:
         store.add_prompts([PromptRecord(f"p{i}", prompt, i) for i, prompt in enumerate(PROMPTS)])
@@ -193,7 +195,7 @@ def test_train_command_reads_kept_pairs_of_a_synth_store(pipe, tiny_painter_dir,
             "--no-progress", "--format", "both", "--iteration", "2"]  # fmt: skip
     assert main(argv) == 0
     assert "stage1: 2 steps" in capsys.readouterr().out  # the flag overrides the file
-    saved = TrainConfig.from_toml(tmp_path / "lora" / "train_config.toml")
+    saved = load_config(tmp_path / "lora" / "train_config.toml").train
     assert (saved.steps, saved.rank, saved.resolution) == (2, 4, 64)  # the file overrides the defaults
     meta = read_metadata(tmp_path / "lora" / "pytorch_lora_weights.safetensors")
     assert meta["artaug.num_pairs"] == "1" and meta["artaug.iteration"] == "2"  # the rejected pair is left out

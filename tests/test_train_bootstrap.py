@@ -9,17 +9,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from artaug.commands.synth import TINY_PRESET
-from artaug.synth.filters import FilterConfig
+from artaug.config import load_config
 from artaug.synth.prompts import PromptRecord
-from artaug.synth.run import load_synth_config
-from artaug.train.bootstrap import BootstrapConfig, bootstrap
-from artaug.train.config import TrainConfig
+from artaug.tiny import TINY_SETTINGS
+from artaug.train.bootstrap import bootstrap
 from artaug.train.lora_io import load_lora, lora_delta
 from artaug.types import PaintRequest
 from helpers import AlwaysEditsCritic
 
-TINY = {**TINY_PRESET, "loop.rounds": "1"}
+TINY = {**TINY_SETTINGS, "loop.rounds": 1}
 
 
 class ScriptedScores:
@@ -41,16 +39,18 @@ def test_bootstrap_keeps_an_improvement_rolls_back_a_regression_and_resumes(tiny
 
     painter = FluxPainter.from_pretrained(str(tiny_painter_dir))
     components = SimpleNamespace(painter=painter, critic=AlwaysEditsCritic(), judge=Judge())
-    synth = load_synth_config(None, TINY)
-    synth.filters = FilterConfig(keep_not_scored=True, min_similarity=0.0)
     prompts = [PromptRecord("fox", "a red fox in the snow", 5), PromptRecord("cat", "a cat on a red couch", 6)]
     heldout = [PromptRecord("dog", "a dog in the park at sunset", 11)]
-    train = TrainConfig(resolution=64, steps=2, mixed_precision="no", max_sequence_length=16, rank=4,
-                        learning_rate=1e-2, checkpoint_every=0, progress=False)  # fmt: skip
-    config = BootstrapConfig(iterations=3, score="scripted", train=train)
+    train = {"resolution": 64, "steps": 2, "mixed_precision": "no", "max_sequence_length": 16, "rank": 4,
+             "learning_rate": 1e-2, "checkpoint_every": 0, "progress": False}  # fmt: skip
+    config = load_config(
+        None,
+        {**TINY, "synth.filters.keep_not_scored": True, "synth.filters.min_similarity": 0.0,
+         "bootstrap.iterations": 3, "bootstrap.score": "scripted", **{f"train.{k}": v for k, v in train.items()}},
+    )  # fmt: skip
     scores = ScriptedScores([1.0, 2.0, 1.5])
 
-    report = bootstrap(prompts, heldout, synth, config, tmp_path, components=components, heldout_scorer=scores)
+    report = bootstrap(prompts, heldout, config, tmp_path, components=components, heldout_scorer=scores)
 
     # 1. Iteration 1 improved and was kept; iteration 2 did not and was rolled back; the run stopped there.
     assert [it["accepted"] for it in report.iterations] == [True, False]
@@ -74,8 +74,7 @@ def test_bootstrap_keeps_an_improvement_rolls_back_a_regression_and_resumes(tiny
     assert "| 1 |" in text and "kept" in text and "rolled back" in text
     assert (tmp_path / "report.png").stat().st_size > 0
     # 5. Resuming a finished run does no work and gives the same report.
-    again = bootstrap(prompts, heldout, synth, config, tmp_path, components=components,
-                      heldout_scorer=ScriptedScores([]))  # fmt: skip
+    again = bootstrap(prompts, heldout, config, tmp_path, components=components, heldout_scorer=ScriptedScores([]))
     assert again.iterations == report.iterations and again.final == report.final
 
 

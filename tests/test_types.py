@@ -25,16 +25,29 @@ def test_box_pixels_round_outwards():
     assert Box(0.01, 0.01, 0.02, 0.02).to_pixels(64, 64) == (0, 0, 2, 2)
 
 
-def test_edit_needs_prompt_and_positive_strength():
+def test_edit_needs_prompt_and_positive_finite_weight():
     with pytest.raises(ValueError, match="local prompt"):
         Edit(Box(0, 0, 1, 1), "  ")
-    with pytest.raises(ValueError, match="strength"):
-        Edit(Box(0, 0, 1, 1), "sky", strength=0)
+    for weight in (0, -1, float("nan"), float("inf"), True, "3"):
+        with pytest.raises(ValueError, match="weight"):
+            Edit(Box(0, 0, 1, 1), "sky", weight=weight)
+    # trails written before the rename still read
+    assert Edit.from_dict({"box": Box(0, 0, 1, 1).to_dict(), "prompt": "sky", "strength": 3.0}).weight == 3.0
 
 
 @pytest.mark.parametrize(
     "changes, message",
-    [({"prompt": ""}, "prompt"), ({"strength": 0.0}, "strength"), ({"regional": "magic"}, "regional")],
+    [
+        ({"prompt": ""}, "prompt"),
+        ({"strength": 0.0}, "strength"),
+        ({"regional": "magic"}, "regional"),
+        ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number"),
+        ({"guidance_scale": -1.0}, "guidance_scale"),
+        ({"seed": -1}, "seed"),
+        ({"height": 64.0}, "height must be an integer"),
+        ({"prompt": "x" * 5000}, "at most 4000"),
+        ({"edits": (Edit(Box(0, 0, 1, 1), "sky"),) * 17}, "at most 16"),
+    ],
 )
 def test_paint_request_validates(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # ``artaug.paint`` (the main job as a function) imports torch and diffusers: load it only when asked for.
     if name == "paint":
-        from artaug.app import paint
+        from artaug.loop.paint import paint
 
         return paint
     raise AttributeError(f"module 'artaug' has no attribute {name!r}")

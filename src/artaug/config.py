@@ -1,183 +1,513 @@
-"""One typed configuration for painter, critic, judge and loop.
+"""One typed configuration for every stage: painter, critic, judge, loop, synth, train and bootstrap.
 
-Defaults are documented on each field (``help`` metadata) and are the real-use defaults: FLUX.1-dev and
-Qwen2-VL-7B-Instruct on a GPU. A TOML file overrides them section by section; ``--set section.field=value`` style
-overrides come last. The resolved config is dumped as TOML next to every output, so a run can be repeated.
+Defaults are the real-use defaults (FLUX.1-dev and Qwen2-VL-7B-Instruct on a GPU) and are documented on each field;
+the CLI's flags and help are generated from these fields (``artaug.cli.options``), so nothing restates a default.
+A TOML file overrides them section by section (``[painter]``, ``[loop]``, ``[synth.filters]``, ...), then ``--set
+section.key=value``, then a command's own flags. Every section validates itself when it is created (see
+``artaug.settings``), so ``load_config`` either returns a valid config or raises one ``ConfigError`` naming every bad
+setting, before any model loads or any file is written. The resolved config is dumped as TOML next to every output.
+
+Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
-import copy
-import tomllib
-import typing
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import tomli_w
+from artaug.devices import DTYPES, check_device_name
+from artaug.files import read_toml, write_toml
+from artaug.settings import ConfigError, Section, setting
+from artaug.types import CONVENTIONS, REGIONAL_MODES
 
-from artaug.judge import JudgeConfig
+DEFAULT_PAINTER = "black-forest-labs/FLUX.1-dev"
+DEFAULT_CRITIC = "Qwen/Qwen2-VL-7B-Instruct"
+DEFAULT_CLIP = "openai/clip-vit-large-patch14"
+# The published aesthetic head (linear MLP, MSE loss) as "hub repo id/file name"; a local file also works.
+DEFAULT_AESTHETIC_HEAD = "camenduru/improved-aesthetic-predictor/sac+logos+ava1-l14-linearMSE.pth"
+
+OFFLOAD_MODES = ("none", "model", "sequential")
+ATTENTION_IMPLS = ("grouped", "mask")
+TEMPLATES = ("auto", "grounding", "json")
+SIMILARITIES = ("ssim", "pixels", "clip")
+
+# Every linear layer inside FLUX's double-stream (``transformer_blocks``) and single-stream
+# (``single_transformer_blocks``) blocks that LoRA recipes usually adapt. Single blocks have no ``to_out``: their
+# attention output and MLP output are fused in ``proj_out``.
+FLUX_TARGET_MODULES: tuple[str, ...] = (
+    "attn.to_q",
+    "attn.to_k",
+    "attn.to_v",
+    "attn.to_out.0",
+    "attn.add_q_proj",
+    "attn.add_k_proj",
+    "attn.add_v_proj",
+    "attn.to_add_out",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "ff_context.net.0.proj",
+    "ff_context.net.2",
+    "proj_mlp",
+    "proj_out",
+)
 
 
-def _help(text: str, default: Any = MISSING, default_factory: Any = MISSING) -> Any:
-    if default_factory is not MISSING:
-        return field(default_factory=default_factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
+def _multiple_of_16(value: int) -> str | None:
+    return None if value % 16 == 0 else f"must be a multiple of 16 (FLUX packs 2x2 latents of 8 px), got {value}"
 
 
-@dataclass
-class PainterConfig:
-    model: str = _help("hub id or local folder of a FLUX pipeline", "black-forest-labs/FLUX.1-dev")
-    dtype: str = _help("torch dtype: auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16, float32", "auto")
-    device: str = _help("torch device: auto (cuda when available), cuda, cuda:1, cpu", "auto")
-    offload: str = _help("none, model (enable_model_cpu_offload: fits 24 GB cards) or sequential (slowest)", "none")
-    lora: str = _help("optional LoRA (file, folder or hub id) loaded and fused before painting", "")
-    height: int = _help("image height in pixels (multiple of 16)", 1024)
-    width: int = _help("image width in pixels (multiple of 16)", 1024)
-    num_inference_steps: int = _help("denoising steps of the first painting", 28)
-    guidance_scale: float = _help("FLUX distilled guidance", 3.5)
-    max_sequence_length: int = _help("T5 tokens of the global prompt", 512)
+def _template(value: str) -> str | None:
+    # A packaged template's name, or a template file of one's own.
+    if value in TEMPLATES or re.fullmatch(r"(json|grounding)-v\d+", value) or Path(value).is_file():
+        return None
+    return f"must be auto, grounding, json, a packaged template name or an existing file; got {value!r}"
 
 
-@dataclass
-class CriticConfig:
-    model: str = _help(
-        "hub id or local folder of a Qwen-family VLM, or the base URL of an OpenAI-compatible endpoint",
-        "Qwen/Qwen2-VL-7B-Instruct",
+def _env_name(value: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value) else f"{value!r} is not a variable name"
+
+
+def _model_spec(value: str) -> str | None:
+    """A hub id, a URL, or a local path that exists (a path-like spec that does not is a typo, not a hub id)."""
+    if not value.strip():
+        return "must name a hub id, a local folder or a URL"
+    if value.startswith(("http://", "https://")):
+        return None
+    looks_like_path = value.startswith(("/", ".", "~")) or value.count("/") > 1 or "\\" in value
+    if looks_like_path and not os.path.exists(os.path.expanduser(value)):
+        return f"{value!r} does not exist (a local folder or file was meant; hub ids look like owner/name)"
+    return None
+
+
+@dataclass(frozen=True)
+class PainterConfig(Section):
+    """The painter: which FLUX pipeline, where it runs, and the first painting's settings (diffusers' names)."""
+
+    name = "painter"
+
+    model: str = setting(
+        DEFAULT_PAINTER, "hub id or local folder of a FLUX pipeline", flag="painter", check=_model_spec
     )
-    served_model: str = _help("model name to send to an OpenAI-compatible endpoint (URL critics only)", "")
-    api_key_env: str = _help("environment variable that holds the endpoint's API key (never stored)", "OPENAI_API_KEY")
-    template: str = _help(
-        "instruction template: auto (grounding tokens in-process, JSON for URLs), grounding, json", "auto"
+    dtype: str = setting("auto", "torch dtype; auto: bfloat16 on a GPU, float32 on the CPU", choices=DTYPES)
+    device: str = setting(
+        "auto", "torch device: auto (CUDA when available), cpu, cuda, cuda:N", check=check_device_name
     )
-    convention: str = _help(
-        "box convention of the answers: auto, qwen2-vl, qwen2.5-vl, qwen3-vl, json-1000, json-pixels", "auto"
+    offload: str = setting(
+        "none", "CPU offload: model (components visit the GPU while they run; 24 GB cards) or sequential (slowest)",
+        choices=OFFLOAD_MODES,
+    )  # fmt: skip
+    attention_impl: str = setting(
+        "grouped", "how attention mode applies its mask: grouped (unmasked kernels per group) or mask (reference)",
+        choices=ATTENTION_IMPLS,
+    )  # fmt: skip
+    lora: str = setting("", "optional LoRA (file, folder or hub id) loaded and fused before painting")
+    height: int = setting(1024, "image height in pixels", min=16, max=4096, check=_multiple_of_16)
+    width: int = setting(1024, "image width in pixels", min=16, max=4096, check=_multiple_of_16)
+    num_inference_steps: int = setting(
+        28, "denoising steps of the first painting", min=1, max=1000, aliases=("steps",)
     )
-    max_edits: int = _help("at most this many regional edits per critique", 4)
-    max_new_tokens: int = _help("tokens the critic may write", 512)
-    dtype: str = _help("torch dtype of an in-process critic (auto, bfloat16, float32)", "auto")
-    device: str = _help("torch device of an in-process critic", "auto")
-    timeout: float = _help("seconds before an endpoint request is abandoned", 120.0)
-    max_retries: int = _help("retries on 429/5xx/connection errors, with backoff", 3)
-    cache_dir: str = _help("critique cache folder (keyed by image hash, prompt, template, model); empty: off", "")
+    guidance_scale: float = setting(3.5, "FLUX distilled guidance", min=0.0, max=100.0)
+    max_sequence_length: int = setting(512, "T5 tokens of the global prompt", min=1, max=512)
+
+    def check(self) -> list[str]:
+        if self.offload != "none" and self.device == "cpu":
+            return [f"offload {self.offload!r} moves weights to an accelerator while they run; device is cpu"]
+        return []
 
 
-@dataclass
-class LoopConfig:
-    rounds: int = _help("critique → repaint → judge rounds after the first painting", 2)
-    regional: str = _help(
-        "how edits are painted: attention (one transformer pass per step, default) or blend (1+N passes)", "attention"
+@dataclass(frozen=True)
+class CriticConfig(Section):
+    """The critic: an in-process VLM, an OpenAI-compatible endpoint, or notes written in advance."""
+
+    name = "critic"
+
+    model: str = setting(
+        DEFAULT_CRITIC,
+        "hub id or folder of a Qwen-family VLM, an OpenAI-compatible base URL, or a notes file",
+        flag="critic",
+        check=_model_spec,
     )
-    strength: float = _help(
-        "fraction of the schedule a revision re-runs from the current best painting; 1.0 re-denoises from the seed's"
-        " noise as published ArtAug did (about 5x dearer per round at 4 edits in blend mode)",
+    served_model: str = setting(
+        "", "model name to request from a URL critic (default: the server's first)", flag="model"
+    )
+    api_key_env: str = setting(
+        "OPENAI_API_KEY", "environment variable holding the endpoint's API key", check=_env_name
+    )
+    template: str = setting(
+        "auto", "instruction template: auto (grounding tokens in-process, JSON for URLs), grounding, json, or a file",
+        check=_template,
+    )  # fmt: skip
+    convention: str = setting("auto", "box convention of the answers", choices=CONVENTIONS)
+    max_edits: int = setting(4, "at most this many regional edits per critique", min=1, max=16)
+    max_new_tokens: int = setting(512, "tokens the critic may write", min=1, max=8192)
+    dtype: str = setting("auto", "torch dtype of an in-process critic", choices=DTYPES)
+    device: str = setting("auto", "torch device of an in-process critic", check=check_device_name)
+    timeout: float = setting(
+        120.0, "seconds an endpoint request may take in all (connect, wait and read)", above=0.0, max=3600.0
+    )
+    max_retries: int = setting(3, "retries on 429/5xx/connection errors, with backoff", min=0, max=20)
+    cache_dir: str = setting("", "critique cache folder (keyed by image, prompt, template, model); empty: off")
+
+
+@dataclass(frozen=True)
+class BrokenConfig(Section):
+    """Thresholds of the broken-image gate (``artaug.judge.broken``). Pixel values are in ``[0, 1]``."""
+
+    name = "judge.broken"
+
+    black_level: float = setting(
+        0.08, "near-black if the 99.5th percentile of luminance is below this", min=0.0, max=1.0
+    )
+    white_level: float = setting(
+        0.92, "near-white if the 0.5th percentile of luminance is above this", min=0.0, max=1.0
+    )
+    flat_std: float = setting(0.02, "near-flat if every colour channel's standard deviation is below this", min=0.0)
+    clipped_fraction: float = setting(
+        0.6,
+        "heavily clipped if more than this fraction of channel values sit on the rails (0 or 255); photographs "
+        "rarely exceed 0.2",
+        above=0.0,
+        max=1.0,
+    )
+    noise_correlation: float = setting(
+        0.2,
+        "pure noise if neighbouring pixels' luminance correlates less than this (natural images: above 0.7)",
+        min=-1.0,
+        max=1.0,
+    )
+
+    def check(self) -> list[str]:
+        if self.black_level >= self.white_level:
+            return [f"black_level {self.black_level} must be below white_level {self.white_level}"]
+        return []
+
+
+@dataclass(frozen=True)
+class JudgeConfig(Section):
+    """Which scorers run and how much worse a revision may score before it is rolled back (``artaug.judge``)."""
+
+    name = "judge"
+
+    aesthetic: bool = setting(False, "run the LAION aesthetic predictor v2 (needs CLIP ViT-L/14)")
+    aesthetic_clip: str = setting(DEFAULT_CLIP, "CLIP for the aesthetic head: hub id or folder", check=_model_spec)
+    aesthetic_head: str = setting(
+        DEFAULT_AESTHETIC_HEAD, "aesthetic MLP head: a local .safetensors/.pth file or 'owner/repo/file' on the hub"
+    )
+    aesthetic_epsilon: float = setting(
+        0.1, "largest aesthetic drop (1-10 scale) a revision may have and still be accepted", min=0.0, max=10.0
+    )
+    alignment: bool = setting(False, "run CLIP text-image alignment (CLIPScore x100)")
+    alignment_clip: str = setting(DEFAULT_CLIP, "CLIP for alignment: hub id or folder", check=_model_spec)
+    alignment_epsilon: float = setting(
+        1.0, "largest alignment drop (CLIPScore points, 0-100) a revision may have and be accepted", min=0.0, max=100.0
+    )
+    pairwise: bool = setting(False, "ask the critic VLM which image is better, in both orders (2 calls)")
+    pairwise_threshold: float = setting(
+        0.5, "accept only if the pairwise preference for the revision is above this (0.5 = a tie)", min=0.0, max=0.99
+    )
+    pairwise_max_new_tokens: int = setting(8, "tokens the critic may write per pairwise answer", min=1, max=256)
+    device: str = setting("auto", "device of the CLIP scorers", check=check_device_name)
+    broken: BrokenConfig = setting(BrokenConfig, "broken-image gate thresholds")
+
+
+@dataclass(frozen=True)
+class LoopConfig(Section):
+    """The interaction loop: how many rounds, and how a revision is painted."""
+
+    name = "loop"
+
+    rounds: int = setting(2, "critique → repaint → judge rounds after the first painting", min=0, max=20)
+    regional: str = setting(
+        "attention",
+        "how edits are painted: attention (one transformer pass per step) or blend (ArtAug's formula, 1+N passes)",
+        choices=REGIONAL_MODES,
+    )
+    strength: float = setting(
         0.4,
+        "fraction of the schedule a revision re-runs from the current best painting; 1.0 re-denoises from the "
+        "seed's noise as published ArtAug did",
+        above=0.0,
+        max=1.0,
     )
-    edit_strength: float = _help("s_i of the partition formula for every edit (blend mode)", 10.0)
-    blur_sigma: float = _help("Gaussian blur of blend masks in latent pixels; 0 = hard masks", 0.0)
-    region_max_sequence_length: int = _help("T5 tokens per regional prompt (attention mode budget)", 64)
-    use_global_prompt: bool = _help("repaint with the critic's rewritten global prompt when it gives one", True)
-    max_rerolls: int = _help("a broken first painting is re-rolled with the next seed at most this often", 3)
+    edit_weight: float = setting(
+        10.0, "s_i of the blend formula: how strongly each edit's prediction counts in its box (blend mode)",
+        above=0.0, max=1000.0,
+    )  # fmt: skip
+    blur_sigma: float = setting(
+        0.0, "Gaussian blur of blend masks, in tokens of 16 px; 0 = hard masks", min=0.0, max=64.0
+    )
+    region_max_sequence_length: int = setting(64, "T5 tokens per local prompt (attention mode)", min=1, max=512)
+    use_global_prompt: bool = setting(True, "repaint with the critic's rewritten global prompt when it gives one")
+    max_rerolls: int = setting(
+        3, "a broken first painting is re-rolled with the next seed at most this often", min=0, max=10
+    )
 
 
-@dataclass
-class Config:
-    painter: PainterConfig = field(default_factory=PainterConfig)
-    critic: CriticConfig = field(default_factory=CriticConfig)
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-    loop: LoopConfig = field(default_factory=LoopConfig)
+@dataclass(frozen=True)
+class FilterConfig(Section):
+    """Which checks a synthesized pair must pass, and their thresholds; ``none`` turns a threshold off."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _section_to_dict(getattr(self, f.name)) for f in fields(self)}
+    name = "synth.filters"
 
-    def dump(self, path: str | Path) -> None:
-        Path(path).write_text(tomli_w.dumps(self.to_dict()))
+    revised: bool = setting(True, "drop pairs whose loop accepted no revision (after == before)")
+    broken_gate: bool = setting(True, "both images must pass the broken-image gate")
+    min_aesthetic_gain: float | None = setting(
+        0.0, "after's aesthetic score minus before's must be >= this (1-10 scale)", min=-10.0, max=10.0
+    )
+    max_alignment_drop: float | None = setting(
+        1.0, "before's alignment minus after's must be <= this (CLIPScore 0-100)", min=-100.0, max=100.0
+    )
+    min_similarity: float | None = setting(
+        0.5, "same scene: image-image similarity must be >= this", min=-1.0, max=1.0
+    )
+    similarity: str = setting(
+        "ssim", "ssim or pixels (model-free), or clip (image-embedding cosine; needs clip_model)", choices=SIMILARITIES
+    )
+    clip_model: str = setting("", "CLIP hub id or folder for similarity = clip")
+    aesthetic_score: str = setting("aesthetic", "the judge's score name used for the aesthetic gain")
+    alignment_score: str = setting("alignment", "the judge's score name used for the alignment drop")
+    keep_not_scored: bool = setting(False, "keep pairs whose filters could not be scored")
 
-
-def _section_to_dict(section: Any) -> dict[str, Any]:
-    data = {}
-    for f in fields(section):
-        value = getattr(section, f.name)
-        if is_dataclass(value):
-            value = _section_to_dict(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        if value is not None:
-            data[f.name] = value
-    return data
-
-
-def _apply(section: Any, values: dict[str, Any], where: str) -> None:
-    hints = typing.get_type_hints(type(section))
-    known = {f.name for f in fields(section)}
-    for key, value in values.items():
-        if key not in known:
-            raise ValueError(f"unknown config key {where}.{key}; known keys: {', '.join(sorted(known))}")
-        current = getattr(section, key)
-        if is_dataclass(current):
-            _apply(current, value, f"{where}.{key}")
-        else:
-            setattr(section, key, _coerce(value, hints[key], f"{where}.{key}"))
+    def check(self) -> list[str]:
+        if self.similarity == "clip" and not self.clip_model:
+            return ["similarity = clip needs clip_model (a CLIP hub id or local folder)"]
+        return []
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert TOML values and ``--set`` strings to the field's declared type, or say why not."""
-    base = typing.get_args(hint)[0] if typing.get_origin(hint) in (typing.Union, type(int | None)) else hint
-    if value is None or base is Any:
-        return value
-    try:
-        if base is bool and isinstance(value, str):
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1", "yes")
-        if base in (int, float, str, bool):
-            return base(value)
-        if typing.get_origin(base) is tuple and isinstance(value, str):
-            return tuple(v.strip() for v in value.split(",") if v.strip())
-        if typing.get_origin(base) is tuple:
-            return tuple(value)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{where}: cannot read {value!r} as {getattr(base, '__name__', base)}") from error
-    return value
+@dataclass(frozen=True)
+class SynthConfig(Section):
+    """Pair synthesis: which pairs a prompt's run yields and how long a worker's claim lasts."""
+
+    name = "synth"
+
+    all_rounds: bool = setting(False, "one pair per accepted round (previous best → this round), not (first, final)")
+    lease_ttl: float = setting(
+        600.0, "seconds a worker's claim on a prompt lasts without renewal", min=1.0, max=86400.0
+    )
+    filters: FilterConfig = setting(FilterConfig, "the pair filters")
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults, then the TOML file at ``path``, then ``overrides`` (``{"loop.rounds": 3, ...}``)."""
-    config = Config()
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    """How to train one (differential) LoRA. Defaults follow common FLUX.1-dev LoRA recipes for a 24-80 GB GPU."""
+
+    name = "train"
+
+    mode: Literal["differential", "plain"] = setting(
+        "differential",
+        "differential: LoRA-1 on the before images is fused, LoRA-2 on the after images is kept; plain: one LoRA on "
+        "the after images",
+        choices=("differential", "plain"),
+    )
+    resolution: int = setting(
+        1024, "training images are resized and center-cropped to this square size in pixels", min=16, max=4096,
+        check=_multiple_of_16,
+    )  # fmt: skip
+    buckets: bool = setting(
+        False, "aspect-ratio buckets: each image keeps its shape at about resolution² pixels; a batch holds one bucket"
+    )
+    rank: int = setting(16, "LoRA rank r", min=1, max=1024)
+    alpha: float = setting(16.0, "LoRA alpha; the update is scaled by alpha / rank", above=0.0, max=1e6)
+    target_modules: tuple[str, ...] = setting(
+        list(FLUX_TARGET_MODULES), "module name suffixes adapted inside the transformer blocks"
+    )
+    learning_rate: float = setting(1e-4, "AdamW learning rate", above=0.0, max=1.0)
+    lr_warmup_steps: int = setting(0, "linear warm-up steps before the constant learning rate", min=0, max=1_000_000)
+    weight_decay: float = setting(1e-4, "AdamW weight decay on the LoRA parameters", min=0.0, max=10.0)
+    max_grad_norm: float = setting(1.0, "gradient clipping norm; 0 disables clipping", min=0.0, max=1e6)
+    steps: int = setting(
+        1000, "optimizer steps per stage (differential mode trains two stages)", min=1, max=10_000_000
+    )
+    batch_size: int = setting(1, "examples per micro-batch, per process", min=1, max=4096)
+    gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step", min=1, max=4096)
+    mixed_precision: Literal["no", "bf16", "fp16"] = setting(
+        "bf16", "frozen base weights and autocast in this precision; LoRA parameters and optimizer stay float32",
+        choices=("no", "bf16", "fp16"),
+    )  # fmt: skip
+    gradient_checkpointing: bool = setting(False, "recompute block activations in the backward pass to save memory")
+    optimizer: Literal["adamw", "adamw8bit"] = setting(
+        "adamw", "adamw (torch) or adamw8bit (bitsandbytes: the train8bit extra)", choices=("adamw", "adamw8bit")
+    )
+    timestep_sampling: Literal["shifted", "logit_normal"] = setting(
+        "shifted",
+        "shifted: sigma uniform on a shifted 1000-step table, loss weighted around mid-schedule (DiffSynth-Studio's "
+        "FLUX recipe); logit_normal: sigma = shift(sigmoid(N(mean, std))), unweighted (SD3 paper)",
+        choices=("shifted", "logit_normal"),
+    )
+    shift: float = setting(3.0, "sigma shift s: sigma' = s*sigma / (1 + (s-1)*sigma)", above=0.0, max=100.0)
+    logit_mean: float = setting(0.0, "mean of the logit-normal timestep density", min=-10.0, max=10.0)
+    logit_std: float = setting(1.0, "standard deviation of the logit-normal timestep density", above=0.0, max=10.0)
+    guidance: float = setting(
+        1.0, "FLUX guidance-embedding value during training (1.0 = no guidance)", min=0.0, max=100.0
+    )
+    max_sequence_length: int = setting(512, "T5 tokens per caption", min=1, max=512)
+    seed: int = setting(
+        0, "seed of the LoRA initialisation and of every random draw of training", min=0, max=2**63 - 1
+    )
+    checkpoint_every: int = setting(250, "save a resumable checkpoint every N steps (0: only at the end)", min=0)
+    keep_checkpoints: int = setting(2, "how many of the newest checkpoints to keep per stage", min=1, max=1000)
+    iteration: int = setting(0, "bootstrap iteration this LoRA belongs to (provenance only)", min=0)
+    progress: bool = setting(True, "show a progress bar with the loss")
+
+    def check(self) -> list[str]:
+        return [] if self.target_modules else ["target_modules must not be empty"]
+
+
+@dataclass(frozen=True)
+class BootstrapConfig(Section):
+    """The self-improvement cycle: how many iterations, and what "better" means on the held-out prompts."""
+
+    name = "bootstrap"
+
+    iterations: int = setting(3, "most synth → train → score iterations to run", min=1, max=100)
+    score: str = setting("aesthetic", "the judge score averaged over the held-out prompts")
+    min_improvement: float = setting(0.0, "an iteration is kept only if the held-out mean rises by more than this")
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "painter": PainterConfig,
+    "critic": CriticConfig,
+    "judge": JudgeConfig,
+    "loop": LoopConfig,
+    "synth": SynthConfig,
+    "train": TrainConfig,
+    "bootstrap": BootstrapConfig,
+}
+# What a painting depends on: the sections dumped beside a run's images.
+PAINT_SECTIONS = ("painter", "critic", "judge", "loop")
+
+
+@dataclass(frozen=True)
+class Config(Section):
+    """Every section. ``load_config`` builds one; ``config.updated({"loop.rounds": 3})`` a validated variant."""
+
+    name = "config"
+
+    painter: PainterConfig = setting(PainterConfig, "the painter")
+    critic: CriticConfig = setting(CriticConfig, "the critic")
+    judge: JudgeConfig = setting(JudgeConfig, "the judge")
+    loop: LoopConfig = setting(LoopConfig, "the interaction loop")
+    synth: SynthConfig = setting(SynthConfig, "pair synthesis")
+    train: TrainConfig = setting(TrainConfig, "LoRA training")
+    bootstrap: BootstrapConfig = setting(BootstrapConfig, "the bootstrap cycle")
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str | None = None) -> Config:
+        if isinstance(data, dict) and (unknown := sorted(set(data) - set(SECTIONS))):
+            raise ConfigError(f"unknown config section [{unknown[0]}]; sections: {', '.join(SECTIONS)}")
+        return super().from_dict(data, "config")
+
+    def updated(self, overrides: dict[str, Any]) -> Config:
+        """A validated copy with ``{"section.key": value}`` overrides (values typed, or strings as on a CLI)."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            _put(data, dotted, value)
+        return Config.from_dict(data)
+
+    def to_dict(self, nested: bool = True, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+        data = super().to_dict(nested)
+        return data if sections is None else {k: v for k, v in data.items() if k in sections}
+
+    def dump(self, path: str | Path, sections: tuple[str, ...] | None = None) -> Path:
+        """Write the resolved config (or only ``sections``) as TOML, atomically."""
+        return write_toml(path, self.to_dict(sections=sections))
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+    presets: dict[str, Any] | None = None,
+) -> Config:
+    """Defaults, then ``presets`` (``--tiny``), then the TOML file at ``path``, then ``overrides``
+    (``{"loop.rounds": 3, ...}``, typed values or CLI strings); validated once, at the end."""
+    data: dict[str, Any] = {}
+    for dotted, value in (presets or {}).items():
+        _put(data, dotted, value)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        with path.open("rb") as handle:
-            try:
-                data = tomllib.load(handle)
-            except tomllib.TOMLDecodeError as error:
-                raise ValueError(f"{path} is not valid TOML: {error}") from error
-        _apply(config, data, str(path))
-    return apply_overrides(config, overrides or {})
+        _merge(data, read_toml(path))
+    for dotted, value in (overrides or {}).items():
+        _put(data, dotted, value)
+    return Config.from_dict(data)
 
 
-def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
-    """A copy of ``config`` with ``{"section.key": value}`` overrides applied (values may be CLI strings)."""
-    config = copy.deepcopy(config)
-    for dotted, value in overrides.items():
-        section, _, key = dotted.partition(".")
-        if not key or section not in {f.name for f in fields(config)}:
-            raise ValueError(
-                f"override {dotted!r} must look like section.key with section in painter/critic/judge/loop"
-            )
-        for part in reversed(key.split(".")[1:]):  # judge.broken.dark_level=... reaches nested sections
-            value = {part: value}
-        _apply(getattr(config, section), {key.split(".")[0]: value}, section)
-    return config
+def _merge(data: dict[str, Any], table: dict[str, Any]) -> None:
+    for key, value in table.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            _merge(data[key], value)
+        else:
+            data[key] = value
 
 
 def parse_set_options(items: list[str]) -> dict[str, str]:
-    """``["loop.rounds=3", ...]`` from repeated ``--set`` flags."""
+    """``{"loop.rounds": "3", ...}`` from repeated ``--set section.key=value`` flags."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set {item!r}: expected section.key=value")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set loop.rounds=3")
         out[key.strip()] = value.strip()
     return out
+
+
+def _put(data: dict[str, Any], dotted: str, value: Any) -> None:
+    section, _, rest = dotted.partition(".")
+    if section not in SECTIONS or not rest:
+        raise ConfigError(f"setting {dotted!r} must look like section.key with section one of {', '.join(SECTIONS)}")
+    table = data.setdefault(section, {})
+    *parents, key = rest.split(".")
+    for part in parents:  # judge.broken.black_level, synth.filters.min_similarity
+        table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"setting {dotted!r}: {part} is not a table")
+    table[key] = value
+
+
+def setting_names() -> list[str]:
+    """Every ``section.key`` there is (nested ones as ``section.sub.key``)."""
+    return [name for name, _, _ in Config.settings()]
+
+
+def describe(dotted: str) -> tuple[Any, Any]:
+    """``(field, type hint)`` of a ``section.key`` name: its help, default and rules; ``ConfigError`` if unknown."""
+    for name, f, hint in Config.settings():
+        if name == dotted:
+            return f, hint
+    raise ConfigError(f"unknown setting {dotted!r}")
+
+
+def option_names(settings: tuple[str, ...]) -> dict[str, str]:
+    """Short names of ``settings`` (``{"painter": "painter.model", "steps": "painter.num_inference_steps", ...}``):
+    each field's ``flag`` (else its own name) and its aliases. The CLI's flags and ``artaug.paint``'s keywords are
+    both these names, so they cannot drift apart."""
+    names: dict[str, str] = {}
+    for dotted in settings:
+        f, _ = describe(dotted)
+        for name in (f.metadata.get("flag") or dotted.rsplit(".", 1)[-1], *f.metadata.get("aliases", ())):
+            if names.setdefault(name, dotted) != dotted:
+                raise ValueError(f"option name {name!r} would set both {names[name]} and {dotted}")
+    return names
+
+
+__all__ = [
+    "DEFAULT_AESTHETIC_HEAD",
+    "DEFAULT_CLIP",
+    "DEFAULT_CRITIC",
+    "DEFAULT_PAINTER",
+    "FLUX_TARGET_MODULES",
+    "BootstrapConfig",
+    "BrokenConfig",
+    "Config",
+    "ConfigError",
+    "CriticConfig",
+    "FilterConfig",
+    "JudgeConfig",
+    "LoopConfig",
+    "PainterConfig",
+    "SynthConfig",
+    "TrainConfig",
+    "load_config",
+    "parse_set_options",
+]

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image, PngImagePlugin
 
+from artaug.files import atomic_write, loads_json
 from artaug.provenance import versions
 
 if TYPE_CHECKING:
@@ -69,22 +69,10 @@ def painting_provenance(painting: Painting, **extra: Any) -> dict[str, Any]:
 
 def save_png(image: Image.Image, path: str | os.PathLike, parameters: str, provenance: dict[str, Any]) -> Path:
     """Write ``image`` as a PNG carrying ``parameters`` and the JSON ``provenance``; atomic (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()
     info.add_text(PARAMETERS_KEY, parameters)
     info.add_text(PROVENANCE_KEY, json.dumps(provenance, ensure_ascii=False, sort_keys=True))
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            image.save(file, format="PNG", pnginfo=info)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda file: image.save(file, format="PNG", pnginfo=info))
 
 
 def read_png_metadata(path: str | os.PathLike) -> tuple[str | None, dict[str, Any] | None]:
@@ -92,7 +80,7 @@ def read_png_metadata(path: str | os.PathLike) -> tuple[str | None, dict[str, An
     with Image.open(path) as image:
         text = dict(getattr(image, "text", {}) or {})
     raw = text.get(PROVENANCE_KEY)
-    return text.get(PARAMETERS_KEY), json.loads(raw) if raw is not None else None
+    return text.get(PARAMETERS_KEY), loads_json(raw, where=f"{path} provenance") if raw is not None else None
 
 
 def _number(value: float) -> str:

@@ -8,9 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# Weight files can be tens of GB: above this size only their first and last MiB are hashed (with the size).
-FULL_HASH_LIMIT = 64 * 1024 * 1024
-_EDGE = 1024 * 1024
+from artaug.files import file_digest
 
 
 def versions() -> dict[str, str]:
@@ -21,22 +19,6 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file; for files above ``FULL_HASH_LIMIT`` of its size, first and last MiB ("partial:" prefix)."""
-    size = path.stat().st_size
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        if size <= FULL_HASH_LIMIT:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-            return digest.hexdigest()
-        digest.update(str(size).encode())
-        digest.update(handle.read(_EDGE))
-        handle.seek(size - _EDGE)
-        digest.update(handle.read(_EDGE))
-    return "partial:" + digest.hexdigest()
 
 
 @lru_cache(maxsize=16)

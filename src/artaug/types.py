@@ -15,8 +15,16 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-RegionalMode = Literal["blend", "attention"]
-REGIONAL_MODES: tuple[str, ...] = ("blend", "attention")
+RegionalMode = Literal["attention", "blend"]
+REGIONAL_MODES: tuple[str, ...] = ("attention", "blend")
+# Box conventions of critic answers (``artaug.critic.parse``): Qwen2-VL / Qwen3-VL think in 0..1000, Qwen2.5-VL in
+# pixels of the image as its processor resized it.
+CONVENTIONS: tuple[str, ...] = ("auto", "qwen2-vl", "qwen2.5-vl", "qwen3-vl", "json-1000", "json-pixels")
+# Bounds on what any source (a VLM, a cache file, a trail, a person) can put into a request.
+MAX_EDITS = 16
+MAX_PROMPT_CHARS = 4000  # the global prompt: T5 reads at most 512 tokens
+MAX_LOCAL_PROMPT_CHARS = 1000
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -77,20 +85,26 @@ class Edit:
     """One revision request: what the region inside ``box`` should become.
 
     ``prompt`` describes the region's desired end state ("warm golden rim light on the couple"), not an instruction
-    ("make it warmer"). ``strength`` is ``s_i`` of the partition formula; the ArtAug reference examples used 10.
+    ("make it warmer"). ``weight`` is ``s_i`` of the partition formula (blend mode): how strongly this edit's
+    prediction counts inside its box; the ArtAug reference examples used 10.
     """
 
     box: Box
     prompt: str
     reason: str = ""
     label: str = ""
-    strength: float = 10.0
+    weight: float = 10.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise ValueError("an edit needs a non-empty local prompt")
-        if not (isinstance(self.strength, (int, float)) and math.isfinite(self.strength) and self.strength > 0):
-            raise ValueError(f"edit strength must be a positive finite number, got {self.strength!r}")
+        if len(self.prompt) > MAX_LOCAL_PROMPT_CHARS:
+            raise ValueError(f"a local prompt may have at most {MAX_LOCAL_PROMPT_CHARS} characters")
+        if not isinstance(self.reason, str) or not isinstance(self.label, str):
+            raise ValueError("an edit's reason and label must be text")
+        w = self.weight
+        if isinstance(w, bool) or not (isinstance(w, (int, float)) and math.isfinite(w) and 0 < w <= 1000):
+            raise ValueError(f"edit weight must be a finite number in (0, 1000], got {w!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,7 +112,7 @@ class Edit:
             "prompt": self.prompt,
             "reason": self.reason,
             "label": self.label,
-            "strength": self.strength,
+            "weight": self.weight,
         }
 
     @classmethod
@@ -108,7 +122,7 @@ class Edit:
             prompt=data["prompt"],
             reason=data.get("reason", ""),
             label=data.get("label", ""),
-            strength=data.get("strength", 10.0),
+            weight=data.get("weight", data.get("strength", 10.0)),  # "strength" in trails written before 0.2
         )
 
 
@@ -172,7 +186,7 @@ class PaintRequest:
     guidance_scale: float = 3.5
     max_sequence_length: int = 512
     edits: tuple[Edit, ...] = ()
-    regional: RegionalMode = "blend"
+    regional: RegionalMode = "attention"
     blur_sigma: float = 0.0
     region_max_sequence_length: int = 64
     strength: float = 1.0
@@ -180,15 +194,31 @@ class PaintRequest:
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise ValueError("prompt must be a non-empty string")
+        if len(self.prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(f"prompt has {len(self.prompt)} characters; at most {MAX_PROMPT_CHARS} are allowed")
         if self.regional not in REGIONAL_MODES:
             raise ValueError(f"regional must be one of {REGIONAL_MODES}, got {self.regional!r}")
+        for name in ("seed", "height", "width", "num_inference_steps", "max_sequence_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        for name in ("guidance_scale", "strength", "blur_sigma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be in [0, 2**63 - 1], got {self.seed}")
         if not 0.0 < self.strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {self.strength}")
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
+        if self.guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
         if self.blur_sigma < 0:
             raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
         object.__setattr__(self, "edits", tuple(self.edits))
+        if len(self.edits) > MAX_EDITS or not all(isinstance(e, Edit) for e in self.edits):
+            raise ValueError(f"a request holds at most {MAX_EDITS} Edit objects, got {len(self.edits)}")
 
     def replace(self, **changes: Any) -> PaintRequest:
         return replace(self, **changes)

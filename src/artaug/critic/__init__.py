@@ -8,6 +8,7 @@
   LMDeploy, DashScope and OpenAI examples);
 - ``RecordedCritic(answers)``: answers written in advance by a person or saved from a VLM (``recorded.py``);
 - ``load_critic(spec)``: a URL gives a ``RemoteCritic``, a file a ``RecordedCritic``, anything else a ``LocalCritic``;
+  ``critic_from_config(CriticConfig)`` does the same for a ``[critic]`` section (the one way commands build critics);
 - ``CachedCritic(critic, folder)``: the same methods, answered from an on-disk cache when possible (``cache.py``);
 - ``draw_critique(image, critique)``: boxes and local prompts drawn on the painting (``draw.py``).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from artaug.config import CriticConfig
 from artaug.critic.base import Critic, CriticError
 from artaug.critic.cache import CachedCritic, CritiqueCache, image_hash
 from artaug.critic.draw import draw_critique
@@ -41,6 +43,7 @@ __all__ = [
     "RecordedCritic",
     "RemoteCritic",
     "Template",
+    "critic_from_config",
     "draw_critique",
     "image_hash",
     "is_url",
@@ -69,6 +72,27 @@ def load_critic(spec: str, **options: Any) -> Critic:
     from artaug.critic.local import LocalCritic
 
     return LocalCritic.from_pretrained(spec, **options)
+
+
+def critic_from_config(config: CriticConfig) -> Critic:
+    """The critic a ``[critic]`` section names, behind its critique cache when ``cache_dir`` is set."""
+    options: dict[str, Any] = {"max_edits": config.max_edits, "convention": config.convention}
+    if config.template != "auto":
+        options["template"] = config.template
+    if is_url(config.model):
+        options.update(
+            model=config.served_model or None,
+            api_key_env=config.api_key_env,
+            timeout=config.timeout,
+            max_retries=config.max_retries,
+            max_new_tokens=config.max_new_tokens,
+        )
+    elif not Path(config.model).is_file():
+        options.update(dtype=config.dtype, device=config.device, max_new_tokens=config.max_new_tokens)
+    critic = load_critic(config.model, **options)
+    if config.cache_dir:
+        critic = CachedCritic(critic, config.cache_dir, max_edits=config.max_edits)
+    return critic
 
 
 def __getattr__(name: str) -> Any:

@@ -15,11 +15,12 @@ from typing import Any
 import torch
 from PIL import Image
 
+from artaug.config import DEFAULT_CRITIC, CriticConfig
 from artaug.critic.base import Critic
 from artaug.critic.prompts import Template
 from artaug.types import Critique
 
-DEFAULT_CRITIC = "Qwen/Qwen2-VL-7B-Instruct"
+_DEFAULTS = CriticConfig()
 # Tokens that frame a chat turn or stand for image pixels; everything after the first end-of-turn is padding.
 END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 CONTROL_TOKENS = (
@@ -46,8 +47,8 @@ class LocalCritic(Critic):
         *,
         model_id: str = "",
         template: str | Template = "auto",
-        max_edits: int = 4,
-        max_new_tokens: int = 512,
+        max_edits: int = _DEFAULTS.max_edits,
+        max_new_tokens: int = _DEFAULTS.max_new_tokens,
         convention: str = "auto",
         batch_size: int = 4,
     ) -> None:
@@ -72,20 +73,26 @@ class LocalCritic(Critic):
         cls,
         id_or_dir: str | Path = DEFAULT_CRITIC,
         *,
-        dtype: torch.dtype | str | None = None,
-        device: torch.device | str | None = None,
+        dtype: torch.dtype | str = "auto",
+        device: torch.device | str = "auto",
         template: str | Template = "auto",
-        max_edits: int = 4,
-        max_new_tokens: int = 512,
+        max_edits: int = _DEFAULTS.max_edits,
+        max_new_tokens: int = _DEFAULTS.max_new_tokens,
         convention: str = "auto",
         batch_size: int = 4,
         local_files_only: bool = False,
     ) -> LocalCritic:
-        """Load a hub id (default ``Qwen/Qwen2-VL-7B-Instruct``) or a local folder with the same layout."""
+        """Load a hub id (default ``Qwen/Qwen2-VL-7B-Instruct``) or a local folder with the same layout.
+
+        ``device`` and ``dtype`` "auto" follow ``artaug.devices`` (bfloat16 on a GPU, float32 on the CPU).
+        """
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        from artaug.devices import resolve_device, resolve_dtype
+
         source = str(id_or_dir)
-        dtype = "auto" if dtype is None else dtype
+        device = device if isinstance(device, torch.device) else resolve_device(device)
+        dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, str(device))
         try:
             processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
             model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, local_files_only=local_files_only)
@@ -94,8 +101,7 @@ class LocalCritic(Critic):
                 f"could not load the critic {source!r}: {exc}\nWithout access to the Hugging Face Hub, download it on "
                 f"a machine that has it (`hf download {source} --local-dir FOLDER`) and pass FOLDER instead."
             ) from exc
-        if device is not None:
-            model = model.to(device)
+        model = model.to(device)
         return cls(
             model.eval(),
             processor,

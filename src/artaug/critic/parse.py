@@ -25,9 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from artaug.types import Box, Critique, Edit
+from artaug.types import CONVENTIONS, Box, Critique, Edit
 
-CONVENTIONS: tuple[str, ...] = ("auto", "qwen2-vl", "qwen2.5-vl", "qwen3-vl", "json-1000", "json-pixels")
 PIXEL_CONVENTIONS = ("qwen2.5-vl", "json-pixels")
 MAX_TEXT_CHARS = 100_000  # longer answers are truncated (an oversized answer must not stall the loop)
 MAX_PROMPT_CHARS = 400  # a local prompt feeds a text encoder of ~64 tokens; longer text is noise

@@ -13,17 +13,24 @@ from pathlib import Path
 
 from PIL import Image
 
+from artaug.config import CriticConfig
 from artaug.critic.base import Critic, CriticError
 from artaug.types import Critique
 
 SEPARATOR = "---"
+MAX_NOTES_BYTES = 1024 * 1024
 
 
 class RecordedCritic(Critic):
     name = "recorded"
 
     def __init__(
-        self, answers: list[str], *, model_id: str = "recorded", max_edits: int = 4, convention: str = "auto"
+        self,
+        answers: list[str],
+        *,
+        model_id: str = "recorded",
+        max_edits: int = CriticConfig().max_edits,
+        convention: str = "auto",
     ):
         super().__init__(model_id=model_id, template="json", max_edits=max_edits, convention=convention)
         self.answers = list(answers)
@@ -33,8 +40,14 @@ class RecordedCritic(Critic):
     @classmethod
     def from_file(cls, path: str | Path, **options) -> RecordedCritic:
         path = Path(path)
+        if path.stat().st_size > MAX_NOTES_BYTES:
+            raise ValueError(f"critic notes {path} are larger than {MAX_NOTES_BYTES:,} bytes; is it the right file?")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"critic notes {path} are not UTF-8 text (a notes file holds answers as text)") from None
         blocks, current = [], []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in text.splitlines():
             if line.strip() == SEPARATOR:
                 blocks.append("\n".join(current).strip())
                 current = []

@@ -21,6 +21,9 @@ accepts it. Images travel as base64 PNG data URLs; the size actually sent is rec
 pixel conventions the image is snapped to multiples of 28 px, which Qwen2.5-VL's processor keeps as they are).
 Failures after bounded retries become an empty ``Critique`` with ``.error`` set; the API key never appears in
 errors, logs or reprs.
+
+An endpoint is an outsider: each request is bounded in *total* time (``timeout`` covers connecting, waiting and
+reading, so a server that trickles one byte a second cannot hold a job), and the response body in size.
 """
 
 from __future__ import annotations
@@ -31,14 +34,22 @@ import logging
 import math
 import os
 import re
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
 
 from PIL import Image
 
+from artaug.config import CriticConfig
 from artaug.critic.base import Critic, CriticError
+
+try:  # the HTTP library of the installed openai SDK: httpx2 in openai >= 3, httpx before
+    import httpx2 as httpx
+except ImportError:
+    import httpx
 from artaug.critic.prompts import Template, response_schema
 from artaug.types import Critique
 
@@ -46,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 QWEN_FACTOR = 28  # 14 px patches merged 2x2: Qwen2-VL/2.5-VL processors resize to multiples of this
 DEFAULT_MAX_PIXELS = 1280 * QWEN_FACTOR * QWEN_FACTOR  # Qwen2.5-VL's usual serving budget (~1 MP)
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # a chat completion of a few hundred tokens is kilobytes
+_DEFAULTS = CriticConfig()
 
 
 class RemoteCritic(Critic):
@@ -58,13 +71,13 @@ class RemoteCritic(Critic):
         base_url: str,
         model: str | None = None,
         *,
-        api_key_env: str = "OPENAI_API_KEY",
-        timeout: float = 60.0,
-        max_retries: int = 3,
+        api_key_env: str = _DEFAULTS.api_key_env,
+        timeout: float = _DEFAULTS.timeout,
+        max_retries: int = _DEFAULTS.max_retries,
         backoff: float = 1.0,
         template: str | Template = "json",
-        max_edits: int = 4,
-        max_new_tokens: int = 512,
+        max_edits: int = _DEFAULTS.max_edits,
+        max_new_tokens: int = _DEFAULTS.max_new_tokens,
         convention: str = "auto",
         structured: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -91,9 +104,14 @@ class RemoteCritic(Critic):
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
         self._secret = os.environ.get(api_key_env, "")
-        # Local servers ignore the key, but the SDK insists on one.
+        # Local servers ignore the key, but the SDK insists on one. The transport bounds the body and the total time.
+        http = httpx.Client(transport=_BoundedTransport(httpx.HTTPTransport(), MAX_RESPONSE_BYTES), timeout=timeout)
         self._client = openai.OpenAI(
-            base_url=self.base_url, api_key=self._secret or "not-needed", timeout=timeout, max_retries=0
+            base_url=self.base_url,
+            api_key=self._secret or "not-needed",
+            timeout=timeout,
+            max_retries=0,
+            http_client=http,
         )
         self.timeout, self.max_retries, self.backoff = float(timeout), max_retries, float(backoff)
         self.max_new_tokens, self.max_pixels, self.temperature = max_new_tokens, max_pixels, temperature
@@ -158,11 +176,10 @@ class RemoteCritic(Critic):
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             attempt += 1
             try:
-                request["model"] = self._model_name()
                 if structured:
                     schema = response_schema(self.max_edits)
                     request["response_format"] = {"type": "json_schema", "json_schema": schema}
-                response = self._client.chat.completions.create(**request)
+                response = _within(self.timeout, lambda: self._create(request))
                 return _answer_text(response), sizes
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
                 if not (structured and "response_format" in request):
@@ -173,15 +190,20 @@ class RemoteCritic(Critic):
                 structured = self.structured = False
                 request.pop("response_format", None)
                 attempt -= 1
-            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as exc:
+            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError, TimeoutError) as exc:
                 last_error = _describe(exc)  # 429, 5xx, refused connection, timeout: worth another try
                 logger.warning("critic endpoint attempt %d failed: %s", attempt, self._redact(last_error))
             except openai.APIStatusError as exc:  # 401, 403, 404...: retrying will not help
                 raise CriticError(self._redact(f"the endpoint refused: {_describe(exc)}")) from None
-            except (openai.APIError, ValueError, TypeError, AttributeError) as exc:  # a 200 with garbage in it
+            except (openai.APIError, httpx.HTTPError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+                # a 200 with garbage in it, or a body over the size limit
                 last_error = f"unusable response ({type(exc).__name__}: {exc})"
                 logger.warning("critic endpoint attempt %d: %s", attempt, self._redact(last_error))
         raise CriticError(self._redact(f"{self.base_url} failed after {attempt} attempt(s): {last_error}"))
+
+    def _create(self, request: dict[str, Any]) -> Any:
+        request["model"] = self._model_name()
+        return self._client.chat.completions.create(**request)
 
     def _model_name(self) -> str:
         """The configured model, or the first one the server lists (asked once)."""
@@ -200,6 +222,69 @@ class RemoteCritic(Critic):
             f"RemoteCritic(base_url={self.base_url!r}, model={self.model_id!r}, api_key_env={self.api_key_env!r}, "
             f"template={self.template_version!r})"
         )
+
+
+class _BoundedTransport(httpx.BaseTransport):
+    """An httpx transport whose response bodies stop at ``max_bytes`` and at the calling thread's deadline."""
+
+    def __init__(self, inner: httpx.BaseTransport, max_bytes: int) -> None:
+        self.inner, self.max_bytes = inner, max_bytes
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        response.stream = _BoundedStream(response.stream, self.max_bytes, getattr(_deadline, "at", None))
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _BoundedStream(httpx.SyncByteStream):
+    def __init__(self, inner: Any, max_bytes: int, deadline: float | None) -> None:
+        self.inner, self.max_bytes, self.deadline = inner, max_bytes, deadline
+
+    def __iter__(self):
+        received = 0
+        for chunk in self.inner:
+            received += len(chunk)
+            if received > self.max_bytes:
+                raise httpx.ReadError(f"response body larger than {self.max_bytes:,} bytes")
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise httpx.ReadTimeout("the response did not finish within the total time limit")
+            yield chunk
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+_deadline = threading.local()
+
+
+def _within(seconds: float, call: Callable[[], Any]) -> Any:
+    """``call()`` in a worker thread, abandoned with ``TimeoutError`` after ``seconds`` in all.
+
+    httpx's timeouts bound each read, not the whole response, so a server that trickles bytes would never time out.
+    The abandoned thread's response stream sees the same deadline and stops at its next chunk.
+    """
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+    deadline = time.monotonic() + seconds
+
+    def work() -> None:
+        _deadline.at = deadline
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # handed to the caller's thread below
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="artaug-critic-request", daemon=True).start()
+    if not done.wait(seconds):
+        raise TimeoutError(f"no complete answer within the {seconds:g} s total time limit")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _check_url(base_url: Any) -> None:

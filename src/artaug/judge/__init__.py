@@ -6,10 +6,9 @@
 - ``Judge.from_config(JudgeConfig(...), critic=None).compare(before, after, prompt) -> Verdict``.
 """
 
-from artaug.judge.broken import BrokenConfig, check
+from artaug.config import BrokenConfig, JudgeConfig
+from artaug.judge.broken import check
 from artaug.judge.scorers import (
-    DEFAULT_AESTHETIC_HEAD,
-    DEFAULT_CLIP,
     AestheticHead,
     AestheticScorer,
     ClipAlignmentScorer,
@@ -19,11 +18,9 @@ from artaug.judge.scorers import (
     Scorer,
     parse_choice,
 )
-from artaug.judge.verdict import Judge, JudgeConfig, Verdict, load_judge_config
+from artaug.judge.verdict import Judge, Verdict
 
 __all__ = [
-    "DEFAULT_AESTHETIC_HEAD",
-    "DEFAULT_CLIP",
     "AestheticHead",
     "AestheticScorer",
     "BrokenConfig",
@@ -36,6 +33,5 @@ __all__ = [
     "Scorer",
     "Verdict",
     "check",
-    "load_judge_config",
     "parse_choice",
 ]

@@ -5,16 +5,17 @@ exposure blown to pure white or black, a flat single-colour canvas, colours satu
 the sampler's noise left undenoised. Each of those has a plain statistical signature, checked here in a few
 milliseconds so the loop can refuse a revision before any scorer loads.
 
-Thresholds live in :class:`BrokenConfig`; they are set loose enough that dark, bright, minimal or busy *real*
-pictures pass, and that the random-weight tiny painter's outputs (smooth colour blobs) pass too.
+Thresholds live in :class:`artaug.config.BrokenConfig`; they are set loose enough that dark, bright, minimal or busy
+*real* pictures pass, and that the random-weight tiny painter's outputs (smooth colour blobs) pass too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from artaug.config import BrokenConfig
 
 if TYPE_CHECKING:
     import torch
@@ -22,45 +23,6 @@ if TYPE_CHECKING:
 
 # ITU-R BT.601 luma weights: what "brightness" means to a viewer, not a channel average.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-@dataclass
-class BrokenConfig:
-    """Thresholds of the broken-image gate. Pixel values are in ``[0, 1]``."""
-
-    black_level: float = field(
-        default=0.08,
-        metadata={"help": "Near-black if the 99.5th percentile of luminance is below this (almost nothing is lit)."},
-    )
-    white_level: float = field(
-        default=0.92,
-        metadata={"help": "Near-white if the 0.5th percentile of luminance is above this (almost nothing is dark)."},
-    )
-    flat_std: float = field(
-        default=0.02,
-        metadata={"help": "Near-flat if the standard deviation of every colour channel is below this."},
-    )
-    clipped_fraction: float = field(
-        default=0.6,
-        metadata={
-            "help": "Heavily clipped if more than this fraction of channel values sit on the rails (0 or 255). "
-            "Photographs rarely exceed 0.2; over-driven samplers saturate most of the frame."
-        },
-    )
-    noise_correlation: float = field(
-        default=0.2,
-        metadata={
-            "help": "Pure high-frequency noise if the correlation of luminance between neighbouring pixels, "
-            "horizontally and vertically, is below this. Natural images and smooth renders sit above 0.7; "
-            "independent per-pixel noise sits near 0."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.black_level < self.white_level <= 1.0:
-            raise ValueError(f"need 0 <= black_level < white_level <= 1, got {self.black_level}, {self.white_level}")
-        if self.flat_std < 0 or not 0.0 < self.clipped_fraction <= 1.0 or not -1.0 <= self.noise_correlation <= 1.0:
-            raise ValueError(f"invalid broken-image thresholds: {self}")
 
 
 def check(image: Image.Image, latents: torch.Tensor | None = None, config: BrokenConfig | None = None) -> list[str]:

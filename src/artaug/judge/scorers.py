@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import nn
 
+from artaug.config import DEFAULT_AESTHETIC_HEAD, DEFAULT_CLIP
+
 if TYPE_CHECKING:
     from PIL import Image
 
-DEFAULT_CLIP = "openai/clip-vit-large-patch14"
-# The published head (linear MLP, MSE loss) as "hub repo id/file name"; a local .pth or .safetensors path also works.
-DEFAULT_AESTHETIC_HEAD = "camenduru/improved-aesthetic-predictor/sac+logos+ava1-l14-linearMSE.pth"
+    from artaug.critic import Critic
 
 
 class Scorer(Protocol):
@@ -36,12 +36,6 @@ class Scorer(Protocol):
     name: str
 
     def score(self, images: list[Image.Image], prompts: list[str]) -> list[float]: ...
-
-
-class Critic(Protocol):
-    """The one method of a critic backend (``LocalCritic``, ``RemoteCritic``) the pairwise judge needs."""
-
-    def ask(self, images: list[Image.Image], text: str, max_new_tokens: int = ...) -> str: ...
 
 
 # ---------------------------------------------------------------------------------------------------- CLIP loading
@@ -59,16 +53,18 @@ class ClipBundle:
     def from_pretrained(
         cls,
         id_or_dir: str | Path = DEFAULT_CLIP,
-        device: str | torch.device | None = None,
+        device: str | torch.device = "auto",
         dtype: torch.dtype | None = None,
     ) -> ClipBundle:
         """Load ``transformers.CLIPModel`` + ``CLIPProcessor`` from a hub id or a saved folder.
 
-        ``device`` defaults to CUDA when available; ``dtype`` to float16 on CUDA and float32 elsewhere.
+        ``device`` "auto" follows ``artaug.devices``; ``dtype`` defaults to float16 on CUDA and float32 elsewhere.
         """
         from transformers import CLIPModel, CLIPProcessor
 
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        from artaug.devices import resolve_device
+
+        device = torch.device(device if isinstance(device, torch.device) else resolve_device(device))
         dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         model = CLIPModel.from_pretrained(id_or_dir, dtype=dtype).to(device).eval()
         processor = CLIPProcessor.from_pretrained(id_or_dir)
@@ -224,7 +220,7 @@ class AestheticScorer:
         cls,
         clip_id_or_dir: str | Path = DEFAULT_CLIP,
         head: str | Path = DEFAULT_AESTHETIC_HEAD,
-        device: str | torch.device | None = None,
+        device: str | torch.device = "auto",
         dtype: torch.dtype | None = None,
         clip: ClipBundle | None = None,
     ) -> AestheticScorer:
@@ -258,7 +254,7 @@ class ClipAlignmentScorer:
     def from_pretrained(
         cls,
         id_or_dir: str | Path = DEFAULT_CLIP,
-        device: str | torch.device | None = None,
+        device: str | torch.device = "auto",
         dtype: torch.dtype | None = None,
         clip: ClipBundle | None = None,
     ) -> ClipAlignmentScorer:

@@ -1,90 +1,30 @@
 """The judge: is a revision sound, and is it not worse? One config, one ``compare``, one ``Verdict`` with its reasons.
 
-Acceptance rule (the loop issue): the revision is kept iff
+Acceptance rule (the loop issue), in this one place: the revision is kept iff
 1. it is not broken (:func:`artaug.judge.broken.check`),
 2. its aesthetic score is not lower than before by more than ``aesthetic_epsilon``,
 3. its CLIP alignment with the prompt is not lower than before by more than ``alignment_epsilon``,
-4. and, when the pairwise judge is enabled, the critic prefers it: ``preference > pairwise_threshold``.
+4. no score has drifted below the *first* painting's by more than its epsilon (so small per-round losses cannot add
+   up over many rounds),
+5. and, when the pairwise judge is enabled, the critic prefers it: ``preference > pairwise_threshold``.
 
 Scorers are off by default, so the offline demo needs no CLIP: the judge is then the broken-image gate alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from artaug.judge.broken import BrokenConfig, check
-from artaug.judge.scorers import (
-    DEFAULT_AESTHETIC_HEAD,
-    DEFAULT_CLIP,
-    AestheticScorer,
-    ClipAlignmentScorer,
-    ClipBundle,
-    Critic,
-    PairwiseVLMJudge,
-    Scorer,
-)
+from artaug.config import JudgeConfig
+from artaug.judge.broken import check
+from artaug.judge.scorers import AestheticScorer, ClipAlignmentScorer, ClipBundle, PairwiseVLMJudge, Scorer
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-
-@dataclass
-class JudgeConfig:
-    """Which scorers run and how much worse a revision may score before it is rolled back."""
-
-    aesthetic: bool = field(
-        default=False, metadata={"help": "Run the LAION aesthetic predictor v2 (needs CLIP L/14)."}
-    )
-    aesthetic_clip: str = field(default=DEFAULT_CLIP, metadata={"help": "CLIP for the aesthetic head: hub id or dir."})
-    aesthetic_head: str = field(
-        default=DEFAULT_AESTHETIC_HEAD,
-        metadata={"help": "Aesthetic MLP head: a local .pth/.safetensors file or 'owner/repo/file' on the hub."},
-    )
-    aesthetic_epsilon: float = field(
-        default=0.1,
-        metadata={"help": "Largest aesthetic drop (1-10 scale) a revision may have and still be accepted."},
-    )
-    alignment: bool = field(default=False, metadata={"help": "Run CLIP text-image alignment (CLIPScore x100)."})
-    alignment_clip: str = field(default=DEFAULT_CLIP, metadata={"help": "CLIP for alignment: hub id or dir."})
-    alignment_epsilon: float = field(
-        default=1.0,
-        metadata={"help": "Largest alignment drop (CLIPScore points, 0-100) a revision may have and be accepted."},
-    )
-    pairwise: bool = field(
-        default=False, metadata={"help": "Ask the critic VLM which image is better, in both orders (2 calls)."}
-    )
-    pairwise_threshold: float = field(
-        default=0.5,
-        metadata={"help": "Accept only if the pairwise preference for the revision is above this (0.5 = a tie)."},
-    )
-    pairwise_max_new_tokens: int = field(default=8, metadata={"help": "Tokens the critic may write per answer."})
-    device: str | None = field(default=None, metadata={"help": "Device for CLIP scorers; default CUDA if present."})
-    broken: BrokenConfig = field(default_factory=BrokenConfig, metadata={"help": "Broken-image gate thresholds."})
-
-    def __post_init__(self) -> None:
-        if isinstance(self.broken, dict):
-            self.broken = BrokenConfig(**self.broken)
-        if self.aesthetic_epsilon < 0 or self.alignment_epsilon < 0:
-            raise ValueError("epsilons are allowed drops and must be >= 0")
-        if not 0.0 <= self.pairwise_threshold < 1.0:
-            raise ValueError(f"pairwise_threshold must be in [0, 1), got {self.pairwise_threshold}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JudgeConfig:
-        """From a TOML table; unknown keys are an error, not silently ignored."""
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown judge config keys: {sorted(unknown)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "broken"}
-        data["broken"] = {f.name: getattr(self.broken, f.name) for f in fields(self.broken)}
-        return {k: v for k, v in data.items() if v is not None}
+    from artaug.critic import Critic
 
 
 @dataclass
@@ -157,8 +97,12 @@ class Judge:
         prompt: str,
         before_scores: dict[str, float] | None = None,
         after_latents: torch.Tensor | None = None,
+        first_scores: dict[str, float] | None = None,
     ) -> Verdict:
-        """Accept or reject ``after_image`` as a revision of ``before_image``; every rule checked leaves a reason."""
+        """Accept or reject ``after_image`` as a revision of ``before_image``; every rule checked leaves a reason.
+
+        ``first_scores`` (the run's first painting) adds rule 4: no score may drift below the first painting's.
+        """
         # 1. The gate: a broken revision is rejected before any model runs.
         problems = self.check(after_image, after_latents)
         if problems:
@@ -182,7 +126,17 @@ class Judge:
         if not self.scorers:
             reasons.append("no scorers enabled: the broken-image gate alone decides")
 
-        # 4. The pairwise judge (two VLM calls) only when the cheap rules have not already rejected.
+        # 4. Not worse than the first painting either: small losses per round must not add up.
+        for name in sorted(after_scores.keys() & (first_scores or {}).keys()):
+            epsilon = self.epsilon(name)
+            if after_scores[name] < first_scores[name] - epsilon:
+                accepted = False
+                first = first_scores[name]
+                reasons.append(
+                    f"{name} {after_scores[name]:.2f} fell below the first painting's {first:.2f} - {epsilon}"
+                )
+
+        # 5. The pairwise judge (two VLM calls) only when the cheap rules have not already rejected.
         preference = None
         if self.pairwise is not None:
             if accepted:
@@ -215,11 +169,3 @@ def _pairwise_reason(preference: float, threshold: float, unparsed: list[str]) -
     if unparsed:
         reason += f"; {len(unparsed)} of 2 answers unparseable, counted as 0.5: {unparsed!r}"
     return ok, reason
-
-
-def load_judge_config(path: str | Path) -> JudgeConfig:
-    """A ``JudgeConfig`` from a TOML file (the whole file, or its ``[judge]`` table)."""
-    import tomllib
-
-    data = tomllib.loads(Path(path).read_text())
-    return JudgeConfig.from_dict(data.get("judge", data))

@@ -18,11 +18,12 @@ import io
 import json
 import shutil
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal
 
-from artaug.store import PairRecord, Store, read_pairs
+from artaug.synth.store import PairRecord, Store
 
 ExportFormat = Literal["imagefolder", "kohya", "webdataset"]
 FORMATS: tuple[str, ...] = ("imagefolder", "kohya", "webdataset")
@@ -38,26 +39,51 @@ def export(
     kept_only: bool = True,
     shard_size: int = 1000,
 ) -> Path:
-    """Export the pairs of ``store_dir`` into the new or empty folder ``out_dir``; returns ``out_dir``."""
-    # 1. check inputs
+    """Export the pairs of ``store_dir`` into the new or empty folder ``out_dir``; returns ``out_dir``.
+
+    The export is written into a temporary sibling folder and renamed into place at the end, so a failed export (a
+    full disk, a damaged store) leaves nothing behind and can simply be run again.
+    """
+    # 1. check inputs; read the store (read-only) before anything is written
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of {FORMATS}")
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty; export into a new folder")
-    out.mkdir(parents=True, exist_ok=True)
-    pairs = read_pairs(store_dir, kept_only=kept_only)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty folder; export into a new folder")
+    with Store(store_dir, readonly=True) as store:
+        pairs = store.pairs(kept_only=kept_only)
+        trails = {pid: store.trail(pid) for pid in {p.meta["prompt_id"] for p in pairs}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        _write(pairs, trails, tmp, format, shard_size, store_dir, kept_only)
+        if out.is_dir():
+            out.rmdir()  # empty (checked above): the finished export takes its place
+        tmp.chmod(0o755)  # mkdtemp's folders are private; an export is meant to be read
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
 
+
+def _write(
+    pairs: list[PairRecord],
+    trails: dict[str, Any],
+    out: Path,
+    format: str,
+    shard_size: int,
+    store_dir: str | Path,
+    kept_only: bool,
+) -> None:
     # 2. write the layout; each writer returns, per pair, where its before/after went inside the export
     writer = {"imagefolder": _imagefolder, "kohya": _kohya, "webdataset": _webdataset}[format]
     files = writer(pairs, out, shard_size)
 
     # 3. sidecar: pair links and provenance (the prompt's whole trail: models, critiques, decisions, cost), one line
     #    per pair, whatever the layout
-    with Store(store_dir, sweep=False) as store:
-        trails = {pid: store.trail(pid) for pid in {p.meta["prompt_id"] for p in pairs}}
     with (out / SIDECAR).open("w", encoding="utf-8") as f:
         for pair, where in zip(pairs, files, strict=True):
             row = _sidecar_row(pair, where) | {"trail": trails[pair.meta["prompt_id"]]}
@@ -71,7 +97,6 @@ def export(
         "artaug": _version(),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return out
 
 
 def _imagefolder(pairs: list[PairRecord], out: Path, shard_size: int) -> list[dict[str, str]]:

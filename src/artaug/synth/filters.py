@@ -1,4 +1,4 @@
-"""The pair filters (the paper's "aesthetic and semantic checks"), each answering with a recorded ``Verdict``.
+"""The pair filters (the paper's "aesthetic and semantic checks"), each answering with a recorded ``FilterVerdict``.
 
 A pair is kept only when every enabled filter passes. A filter whose input is missing (the judge did not produce
 that score, no similarity could be computed) answers ``not_scored``: recorded, counted by ``artaug synth stats``, and
@@ -7,54 +7,23 @@ treated as a drop unless ``keep_not_scored`` says otherwise, never as a silent p
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from artaug.config import FilterConfig
+
 if TYPE_CHECKING:
     from PIL import Image
 
-SimilarityMethod = Literal["ssim", "pixels", "clip"]
 Status = Literal["pass", "fail", "not_scored", "off"]
 
 
 @dataclass
-class FilterConfig:
-    """Which checks a pair must pass, and their thresholds. ``None`` turns a threshold's filter off."""
+class FilterVerdict:
+    """One filter's answer about one pair: pass, fail, not_scored (its input is missing) or off."""
 
-    revised: bool = field(
-        default=True, metadata={"help": "drop pairs whose loop accepted no revision (after == before)"}
-    )
-    broken_gate: bool = field(default=True, metadata={"help": "both images must pass artaug.judge.check"})
-    min_aesthetic_gain: float | None = field(
-        default=0.0, metadata={"help": "δ: after's aesthetic score minus before's must be >= this (1-10 scale)"}
-    )
-    max_alignment_drop: float | None = field(
-        default=1.0,
-        metadata={"help": "ε: before's alignment minus after's must be <= this (the judge's CLIPScore is 0-100)"},
-    )
-    min_similarity: float | None = field(
-        default=0.5, metadata={"help": "same scene: image-image similarity must be >= this floor"}
-    )
-    similarity: SimilarityMethod = field(
-        default="ssim",
-        metadata={"help": "ssim or pixels (model-free), or clip (image-embedding cosine; needs clip_model)"},
-    )
-    clip_model: str | None = field(default=None, metadata={"help": "CLIP hub id or folder for similarity='clip'"})
-    aesthetic_score: str = field(default="aesthetic", metadata={"help": "the judge's score name used for δ"})
-    alignment_score: str = field(default="alignment", metadata={"help": "the judge's score name used for ε"})
-    keep_not_scored: bool = field(default=False, metadata={"help": "keep pairs whose filters could not be scored"})
-
-    def __post_init__(self) -> None:
-        if self.similarity not in ("ssim", "pixels", "clip"):
-            raise ValueError(f"similarity must be ssim, pixels or clip, got {self.similarity!r}")
-        if self.similarity == "clip" and not self.clip_model:
-            raise ValueError("similarity='clip' needs clip_model (a CLIP hub id or local folder)")
-
-
-@dataclass
-class Verdict:
     name: str
     status: Status
     value: float | None = None
@@ -77,7 +46,7 @@ class PairEvidence:
     similarity: float | None = None
 
 
-def evaluate(evidence: PairEvidence, config: FilterConfig) -> tuple[bool, list[Verdict]]:
+def evaluate(evidence: PairEvidence, config: FilterConfig) -> tuple[bool, list[FilterVerdict]]:
     """Run every filter; returns (kept, verdicts in a fixed order)."""
     verdicts = [
         _revised(evidence, config),
@@ -108,37 +77,39 @@ def evaluate(evidence: PairEvidence, config: FilterConfig) -> tuple[bool, list[V
     return all(v.status in allowed for v in verdicts), verdicts
 
 
-def drop_reasons(verdicts: list[dict[str, Any]] | list[Verdict]) -> list[str]:
+def drop_reasons(verdicts: list[dict[str, Any]] | list[FilterVerdict]) -> list[str]:
     """``name: status`` of every verdict that is neither pass nor off (what ``stats`` counts)."""
     out = []
     for v in verdicts:
-        d = v.to_dict() if isinstance(v, Verdict) else v
+        d = v.to_dict() if isinstance(v, FilterVerdict) else v
         if d["status"] not in ("pass", "off"):
             out.append(f"{d['name']}: {d['status'].replace('_', ' ')}")
     return out
 
 
-def _revised(e: PairEvidence, config: FilterConfig) -> Verdict:
+def _revised(e: PairEvidence, config: FilterConfig) -> FilterVerdict:
     if not config.revised:
-        return Verdict("revised", "off")
-    return Verdict("revised", "pass" if e.revised else "fail", detail="" if e.revised else "no revision accepted")
+        return FilterVerdict("revised", "off")
+    return FilterVerdict(
+        "revised", "pass" if e.revised else "fail", detail="" if e.revised else "no revision accepted"
+    )
 
 
-def _broken(e: PairEvidence, config: FilterConfig) -> Verdict:
+def _broken(e: PairEvidence, config: FilterConfig) -> FilterVerdict:
     if not config.broken_gate:
-        return Verdict("not_broken", "off")
+        return FilterVerdict("not_broken", "off")
     if e.before_problems is None or e.after_problems is None:
-        return Verdict("not_broken", "not_scored", detail="the broken-image gate did not run")
+        return FilterVerdict("not_broken", "not_scored", detail="the broken-image gate did not run")
     problems = [f"before: {p}" for p in e.before_problems] + [f"after: {p}" for p in e.after_problems]
-    return Verdict("not_broken", "fail" if problems else "pass", detail="; ".join(problems))
+    return FilterVerdict("not_broken", "fail" if problems else "pass", detail="; ".join(problems))
 
 
-def _threshold(name: str, value: float | None, threshold: float | None, ok: Any, what: str) -> Verdict:
+def _threshold(name: str, value: float | None, threshold: float | None, ok: Any, what: str) -> FilterVerdict:
     if threshold is None:
-        return Verdict(name, "off")
+        return FilterVerdict(name, "off")
     if value is None or not np.isfinite(value):
-        return Verdict(name, "not_scored", threshold=threshold, detail=f"no {what}")
-    return Verdict(name, "pass" if ok(value, threshold) else "fail", value=float(value), threshold=threshold)
+        return FilterVerdict(name, "not_scored", threshold=threshold, detail=f"no {what}")
+    return FilterVerdict(name, "pass" if ok(value, threshold) else "fail", value=float(value), threshold=threshold)
 
 
 def _delta(e: PairEvidence, key: str) -> float | None:
@@ -182,24 +153,16 @@ def pixel_correlation(a: Image.Image, b: Image.Image, *, size: int = 32) -> floa
 
 
 class ClipSimilarity:
-    """Cosine similarity of CLIP image embeddings (any ``CLIPModel`` checkpoint: hub id or folder)."""
+    """Cosine similarity of CLIP image embeddings (any ``CLIPModel`` checkpoint: hub id or folder), through the
+    judge's ``ClipBundle`` (the one way artaug loads CLIP)."""
 
-    def __init__(self, model: str, device: str = "cpu") -> None:
-        from transformers import CLIPImageProcessor, CLIPModel
+    def __init__(self, model: str, device: str = "auto") -> None:
+        from artaug.judge import ClipBundle
 
-        self.processor = CLIPImageProcessor.from_pretrained(model)
-        self.model = CLIPModel.from_pretrained(model).to(device).eval()
-        self.device = device
+        self.clip = ClipBundle.from_pretrained(model, device=device)
 
     def __call__(self, a: Image.Image, b: Image.Image) -> float:
-        import torch
-
-        inputs = self.processor(images=[a.convert("RGB"), b.convert("RGB")], return_tensors="pt").to(self.device)
-        with torch.no_grad():
-            features = self.model.get_image_features(**inputs)
-        # transformers 5 returns an output object whose pooler_output is the projected embedding; 4.x a tensor.
-        emb = features if isinstance(features, torch.Tensor) else features.pooler_output
-        emb = torch.nn.functional.normalize(emb.float(), dim=-1)
+        emb = self.clip.image_embeddings([a, b])
         return float((emb[0] * emb[1]).sum())
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from artaug.files import loads_json
+from artaug.types import MAX_PROMPT_CHARS, MAX_SEED
 
 PROMPT_COLUMNS = ("prompt", "text", "caption")
 SUFFIXES = (".txt", ".jsonl", ".csv", ".parquet")
@@ -47,20 +49,28 @@ def read_prompts(path: str | Path) -> list[PromptRecord]:
     """Read a prompt file; the format follows the suffix. Raises ``ValueError`` naming the line/row of bad input."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"prompt file not found: {path}")
+        raise FileNotFoundError(f"prompt file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     suffix = path.suffix.lower()
-    if suffix == ".txt":
-        rows = _read_txt(path)
-    elif suffix == ".jsonl":
-        rows = _read_jsonl(path)
-    elif suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = _from_table(list(csv.DictReader(f)), path)
-    elif suffix == ".parquet":
-        rows = _from_table(_read_parquet(path), path)
-    else:
+    if suffix not in SUFFIXES:
         raise ValueError(f"unsupported prompt file {path.name!r}: expected one of {', '.join(SUFFIXES)}")
-    return _to_records(rows, path)
+    try:
+        if suffix == ".txt":
+            rows = _read_txt(path)
+        elif suffix == ".jsonl":
+            rows = _read_jsonl(path)
+        elif suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as f:
+                rows = _from_table(list(csv.DictReader(f)), path)
+        else:
+            rows = _from_table(_read_parquet(path), path)
+    except UnicodeDecodeError:
+        raise ValueError(f"prompt file {path} is not UTF-8 text") from None
+    except csv.Error as error:
+        raise ValueError(f"prompt file {path} is not valid CSV ({error})") from None
+    records = _to_records(rows, path)
+    if not records:
+        raise ValueError(f"prompt file {path} holds no prompts")
+    return records
 
 
 def sample_prompts_path() -> Path:
@@ -83,10 +93,7 @@ def _read_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+        data = loads_json(line, where=f"{path}:{number}")
         if not isinstance(data, dict):
             raise ValueError(f"{path}:{number}: expected a JSON object with a 'prompt' key")
         rows.append((f"line {number}", data))
@@ -95,10 +102,14 @@ def _read_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ImportError("reading .parquet prompt files needs pyarrow: pip install 'artaug[data]'") from None
-    return pq.read_table(path).to_pylist()
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"prompt file {path} is not a readable Parquet table ({error})") from None
 
 
 def _from_table(rows: list[dict[str, Any]], path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -123,6 +134,8 @@ def _to_records(rows: list[tuple[str, dict[str, Any]]], path: Path) -> list[Prom
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"{path} {where}: empty or missing prompt")
         prompt = prompt.strip()
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(f"{path} {where}: prompt of {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
         explicit = data.get("id")
         record_id = str(explicit).strip() if explicit not in (None, "") else default_id(prompt)
         if record_id in seen:
@@ -137,8 +150,12 @@ def _to_records(rows: list[tuple[str, dict[str, Any]]], path: Path) -> list[Prom
         seed = data.get("seed")
         try:
             seed = default_seed(record_id) if seed in (None, "") else int(seed)
-        except (TypeError, ValueError):
-            raise ValueError(f"{path} {where}: seed {data.get('seed')!r} is not an integer") from None
+            if isinstance(data.get("seed"), (bool, float)) or not 0 <= seed <= MAX_SEED:
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(
+                f"{path} {where}: seed {data.get('seed')!r} is not an integer in [0, 2**63 - 1]"
+            ) from None
         meta = {k: v for k, v in data.items() if k not in ("prompt", "id", "seed")}
         records.append(PromptRecord(id=record_id, prompt=prompt, seed=seed, meta=meta))
     return records

@@ -29,9 +29,11 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from artaug.synth.work import PairResult, SynthComponents, process_prompt
+
 if TYPE_CHECKING:
-    from artaug.store import Store
-    from artaug.synth.run import PairResult, SynthConfig
+    from artaug.config import Config
+    from artaug.synth.store import Store
 
 log = logging.getLogger("artaug.synth")
 
@@ -39,16 +41,12 @@ log = logging.getLogger("artaug.synth")
 class SynthWorker:
     """The actor: loads the components once, then runs ``process_prompt`` on whatever record it is handed."""
 
-    def __init__(self, config: SynthConfig) -> None:
-        from artaug.synth.run import SynthComponents
-
+    def __init__(self, config: Config) -> None:
         self.config = config
         self.components = SynthComponents.load(config)
         self.name = f"ray:{socket.gethostname()}:{os.getpid()}"
 
     def process(self, record: Any) -> PairResult:
-        from artaug.synth.run import process_prompt
-
         result = process_prompt(record, self.components, self.config)
         result.worker = self.name
         return result
@@ -56,7 +54,7 @@ class SynthWorker:
 
 def run_on_ray(
     store: Store,
-    config: SynthConfig,
+    config: Config,
     *,
     address: str,
     workers: int | None,
@@ -68,12 +66,13 @@ def run_on_ray(
         import ray
     except ImportError:
         raise ImportError("--ray needs Ray: pip install 'artaug[ray]'") from None
-    from artaug.synth.run import PairResult
 
-    # 1. connect: reuse an initialised Ray, else "auto" = a running cluster if any, else a local instance
+    # 1. connect: reuse an initialised Ray, else "auto" = a running cluster if any, else a local instance that
+    #    listens on loopback only (a local cluster is nobody else's business; a real one is given by address)
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=None if address == "auto" else address)
+        local = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if address == "auto" else {}
+        ray.init(address=None if address == "auto" else address, **local)
     actors: list[Any] = []
     in_flight: dict[Any, tuple[Any, Any]] = {}
     try:

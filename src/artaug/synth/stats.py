@@ -6,8 +6,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from artaug.store import LEDGER, PairRecord, Store
+from artaug.files import atomic_write
 from artaug.synth.filters import drop_reasons
+from artaug.synth.store import PairRecord, Store
 
 
 @dataclass
@@ -41,10 +42,7 @@ class SynthStats:
 
 
 def collect(store_dir: str | Path) -> SynthStats:
-    root = Path(store_dir)
-    if not (root / LEDGER).is_file():
-        raise FileNotFoundError(f"{root} is not an artaug synth store (no {LEDGER})")
-    with Store(root, sweep=False) as store:
+    with Store(store_dir, readonly=True) as store:
         stats = SynthStats(counts=store.counts())
         pairs = store.pairs()
         stats.failures = [(r["prompt_id"], r["error"] or "") for r in store.results() if r["status"] == "failed"]
@@ -85,7 +83,8 @@ def plot(stats: SynthStats, path: str | Path) -> Path:
         ax.set_title(key + (f" (threshold {stats.thresholds[key]:g})" if key in stats.thresholds else ""), fontsize=10)
         ax.set_ylabel("pairs")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    try:
+        atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+    return Path(path)

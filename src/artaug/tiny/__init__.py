@@ -17,6 +17,15 @@ from pathlib import Path
 # Bump whenever a builder's output changes, so cached folders from older builders are not reused.
 BUILDER_VERSION = "1"
 CRITIC_VARIANTS = ("qwen2-vl", "qwen2.5-vl")
+# The built-in tiny models at a tiny size (``--tiny``): plumbing demos, tests and benchmarks, nothing about beauty.
+TINY_SETTINGS = {
+    "painter.height": 64,
+    "painter.width": 64,
+    "painter.num_inference_steps": 2,
+    "painter.max_sequence_length": 16,
+    "loop.region_max_sequence_length": 16,
+    "critic.max_new_tokens": 32,
+}
 
 
 def cache_dir() -> Path:
@@ -60,6 +69,11 @@ def tiny_critic_path(variant: str = "qwen2-vl") -> Path:
     return _cached_build(variant, lambda folder: build_tiny_critic(folder, variant))
 
 
+def tiny_overrides() -> dict[str, object]:
+    """Config overrides that point painter and critic at the tiny models (built on first use) at a tiny size."""
+    return {**TINY_SETTINGS, "painter.model": str(tiny_painter_path()), "critic.model": str(tiny_critic_path())}
+
+
 def build_tiny_painter(folder: str | Path) -> Path:
     """Write a fresh tiny FLUX folder to ``folder``; see :mod:`artaug.tiny.painter`."""
     from artaug.tiny.painter import build_tiny_painter as build
@@ -77,9 +91,11 @@ def build_tiny_critic(folder: str | Path, variant: str = "qwen2-vl") -> Path:
 __all__ = [
     "BUILDER_VERSION",
     "CRITIC_VARIANTS",
+    "TINY_SETTINGS",
     "build_tiny_critic",
     "build_tiny_painter",
     "cache_dir",
     "tiny_critic_path",
+    "tiny_overrides",
     "tiny_painter_path",
 ]

@@ -4,7 +4,7 @@
 ``merge`` combines LoRAs by summing their deltas.
 """
 
-from artaug.train.config import FLUX_TARGET_MODULES, TrainConfig
+from artaug.config import FLUX_TARGET_MODULES, TrainConfig
 from artaug.train.data import TrainPair
 from artaug.train.trainer import TrainResult, train_lora, train_stage
 

@@ -11,37 +11,19 @@ through the store and the trainer's checkpoints, inside) iterations.
 
 from __future__ import annotations
 
-import json
+import os
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from artaug.train.config import TrainConfig
+from artaug.config import Config
+from artaug.files import atomic_write, confined, read_json, write_json
 from artaug.train.lora_io import load_lora, save_kohya, save_lora
 from artaug.train.merge import merge_loras
 
 HeldoutScorer = Callable[[list[Any], list[str]], list[float]]
-
-
-@dataclass
-class BootstrapConfig:
-    """How many iterations, what to train, and what "better" means."""
-
-    iterations: int = field(default=3, metadata={"help": "Most synth → train → score iterations to run."})
-    score: str = field(default="aesthetic", metadata={"help": "The judge score averaged over the held-out prompts."})
-    min_improvement: float = field(
-        default=0.0, metadata={"help": "An iteration is kept only if the held-out mean rises by more than this."}
-    )
-    kohya: bool = field(default=False, metadata={"help": "Also write the final LoRA in kohya / ComfyUI format."})
-    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "The differential training config."})
-
-    def __post_init__(self) -> None:
-        if isinstance(self.train, dict):
-            self.train = TrainConfig.from_dict(self.train)
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
 
 
 @dataclass
@@ -68,71 +50,76 @@ class BootstrapReport:
 def bootstrap(
     prompts: Sequence[Any],
     heldout: Sequence[Any],
-    synth_config: Any,
-    config: BootstrapConfig,
+    config: Config,
     out_dir: str | Path,
     *,
+    kohya: bool = False,
     components: Any = None,
     heldout_scorer: HeldoutScorer | None = None,
 ) -> BootstrapReport:
-    """Run up to ``config.iterations`` iterations into ``out_dir``; resume whatever a previous run left there.
+    """Run up to ``config.bootstrap.iterations`` iterations into ``out_dir``; resume whatever a previous run left.
 
     ``prompts`` / ``heldout``: ``PromptRecord``s (held-out seeds are reused before and after, so scores compare the
-    same paintings). ``synth_config``: the ``SynthConfig`` of every iteration's synthesis. ``components``: loaded
-    painter / critic / judge (default: loaded from ``synth_config.base``). ``heldout_scorer``: images, prompts ->
-    scores (default: the judge's ``config.score`` scorer).
+    same paintings). ``config``: painter/critic/judge/loop/synth sections of every iteration's synthesis, ``train``
+    for the LoRAs and ``bootstrap`` for the cycle. ``kohya`` also writes the final LoRA in kohya / ComfyUI format.
+    ``components``: loaded painter / critic / judge (default: loaded from ``config``). ``heldout_scorer``: images,
+    prompts -> scores (default: the judge's ``config.bootstrap.score`` scorer).
     """
-    from artaug.store import read_pairs
     from artaug.synth.filters import similarity_function
-    from artaug.synth.run import SynthComponents, process_prompt, synthesize
+    from artaug.synth.run import synthesize
+    from artaug.synth.store import read_pairs
+    from artaug.synth.work import SynthComponents, process_prompt
     from artaug.train.trainer import train_lora
 
     # 1. Load the painter once; bring it to the state the previous run left (its accepted LoRA fused).
+    cycle = config.bootstrap
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / "bootstrap.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {"iterations": [], "stopped": ""}
+    state = _load_state(state_path)
     if components is None:
-        from artaug.components import Components
+        from artaug.loop.components import Components
 
-        components = Components.load(synth_config.base)
+        components = Components.load(config)
     painter = components.painter
-    scorer = heldout_scorer or _judge_scorer(components.judge, config.score)
+    scorer = heldout_scorer or _judge_scorer(components.judge, cycle.score)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if state.get("current"):
-        _fuse_for_good(painter, state["current"])
+        _fuse_for_good(painter, str(out_dir / state["current"]))
 
     def save_state() -> None:
-        state_path.write_text(json.dumps(state, indent=2))
+        write_json(state_path, state)
 
     # 2. The reference score: the painter as it is now (the base, or the last accepted iteration).
     if "baseline" not in state:
-        state["baseline"] = _heldout_score(painter, heldout, synth_config, scorer, out_dir / "heldout-0")
+        state["baseline"] = _heldout_score(painter, heldout, config, scorer, out_dir / "heldout-0")
         state["best"] = state["baseline"]
         save_state()
 
     # 3. Iterate: synth → differential train → fuse the candidate → score → keep or roll back.
-    parts = SynthComponents(components, similarity_function(synth_config.filters))
-    while not state["stopped"] and len(state["iterations"]) < config.iterations:
+    parts = SynthComponents(components, similarity_function(config.synth.filters))
+    while not state["stopped"] and len(state["iterations"]) < cycle.iterations:
         k = len(state["iterations"]) + 1
         folder = out_dir / f"iteration-{k}"
-        synthesize(list(prompts), folder / "pairs", synth_config, progress=False,
-                   work=lambda record: process_prompt(record, parts, synth_config))  # fmt: skip
+        synthesize(list(prompts), folder / "pairs", config, progress=False,
+                   work=lambda record: process_prompt(record, parts, config))  # fmt: skip
         pairs = read_pairs(folder / "pairs", kept_only=True)
         if not pairs:
             state["stopped"] = f"iteration {k}: the synthesis kept no pairs"
             save_state()
             break
-        train_config = replace(config.train, iteration=k)
+        train_config = config.train.replace(iteration=k)
         lora = train_lora(painter.pipe, pairs, train_config, folder / "lora", base_model=_base_name(painter, state))
         painter.load_lora(str(lora.path))
         painter.fuse_lora()
-        score = _heldout_score(painter, heldout, synth_config, scorer, folder / "heldout")
-        accepted = score > state["best"] + config.min_improvement
+        score = _heldout_score(painter, heldout, config, scorer, folder / "heldout")
+        accepted = score > state["best"] + cycle.min_improvement
         record = {"index": k, "pairs": len(pairs), "score": score, "reference": state["best"], "accepted": accepted,
                   "lora": str(lora.path)}  # fmt: skip
         if accepted:
             painter.unload_lora(keep_fused=True)  # the painter now holds this iteration for good
-            state["current"] = str(_merge_into(state.get("current"), lora.path, folder / "merged", k))
+            current = out_dir / state["current"] if state.get("current") else None
+            merged = _merge_into(current, lora.path, folder / "merged", k)
+            state["current"] = Path(os.path.relpath(merged, out_dir)).as_posix()  # inside out_dir, as it must be
             state["best"] = score
         else:
             painter.unload_lora()  # unfuse: back to the last accepted painter
@@ -140,19 +127,31 @@ def bootstrap(
         state["iterations"].append(record)
         save_state()
     if not state["stopped"]:
-        state["stopped"] = f"ran all {config.iterations} iterations"
+        state["stopped"] = f"ran all {cycle.iterations} iterations"
         save_state()
 
     # 4. The final LoRA (every kept iteration, merged) and the report.
     final = None
     if state.get("current"):
-        lora, metadata = load_lora(state["current"])
+        lora, metadata = load_lora(confined(out_dir, state["current"], what="LoRA named in bootstrap.json"))
         final = save_lora(out_dir / "final", lora, metadata)
-        if config.kohya:
+        if kohya:
             save_kohya(out_dir / "final", lora, metadata)
     report = BootstrapReport(state["baseline"], state["iterations"], final, state["stopped"], out_dir)
     _write_report(report)
     return report
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """``bootstrap.json`` of a previous run (validated: it names files that must lie inside its folder)."""
+    if not path.is_file():
+        return {"iterations": [], "stopped": ""}
+    state = read_json(path, what="bootstrap state")
+    if not (isinstance(state, dict) and isinstance(state.get("iterations"), list) and "stopped" in state):
+        raise ValueError(f"{path} is not an artaug bootstrap state; choose a new --out")
+    if state.get("current"):
+        confined(path.parent, state["current"], what=f"LoRA named in {path}")
+    return state
 
 
 def _judge_scorer(judge: Any, name: str) -> HeldoutScorer:
@@ -166,12 +165,12 @@ def _judge_scorer(judge: Any, name: str) -> HeldoutScorer:
     return scorer.score
 
 
-def _heldout_score(painter: Any, heldout: Sequence[Any], synth_config: Any, scorer: HeldoutScorer,
+def _heldout_score(painter: Any, heldout: Sequence[Any], config: Config, scorer: HeldoutScorer,
                    folder: Path) -> float:  # fmt: skip
-    """Paint every held-out prompt with its own seed and the synth config's painter settings; mean score."""
+    """Paint every held-out prompt with its own seed and the config's painter settings; mean score."""
     from artaug.types import PaintRequest
 
-    p = synth_config.base.painter
+    p = config.painter
     folder.mkdir(parents=True, exist_ok=True)
     images, texts = [], []
     for record in heldout:
@@ -193,7 +192,7 @@ def _fuse_for_good(painter: Any, lora_path: str) -> None:
     painter.unload_lora(keep_fused=True)
 
 
-def _merge_into(current: str | None, new: Path, folder: Path, iteration: int) -> Path:
+def _merge_into(current: Path | None, new: Path, folder: Path, iteration: int) -> Path:
     """Sum the accepted LoRAs' updates (each was trained over the painter holding the previous ones)."""
     new_lora, metadata = load_lora(new)
     sources = [new_lora] if current is None else [load_lora(current)[0], new_lora]
@@ -210,15 +209,15 @@ def _write_report(report: BootstrapReport) -> None:
     folder = report.folder
     lines = ["# artaug bootstrap", "", report.table(), "", f"stopped: {report.stopped}", "",
              f"final LoRA: {report.final or 'none (no iteration improved the held-out score)'}"]  # fmt: skip
-    (folder / "report.md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        (folder / "report.md").write_text("\n".join(lines) + "\n\n(no plot: pip install 'artaug[data]' for it)\n")
+        atomic_write(folder / "report.md", "\n".join(lines) + "\n\n(no plot: pip install 'artaug[data]' for it)\n")
         return
+    atomic_write(folder / "report.md", "\n".join(lines) + "\n")
     xs = [0] + [it["index"] for it in report.iterations]
     ys = [report.baseline] + [it["score"] for it in report.iterations]
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
@@ -232,5 +231,7 @@ def _write_report(report: BootstrapReport) -> None:
     ax.set_xticks(xs)
     ax.set_title("artaug bootstrap")
     fig.tight_layout()
-    fig.savefig(folder / "report.png")
-    plt.close(fig)
+    try:
+        atomic_write(folder / "report.png", lambda file: fig.savefig(file, format="png"))
+    finally:
+        plt.close(fig)

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from artaug.files import check_image, file_digest, open_image
+
 
 @dataclass(frozen=True)
 class TrainPair:
@@ -49,11 +51,10 @@ def as_pairs(records: Iterable[Any]) -> list[TrainPair]:
     missing = [str(p) for pair in pairs for p in (pair.before, pair.after) if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} training image(s) missing, e.g. {missing[:3]}")
+    for pair in pairs:  # unreadable or oversized images are found here, before any model loads
+        check_image(pair.before, what="training image")
+        check_image(pair.after, what="training image")
     return pairs
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def dataset_hash(pairs: Sequence[TrainPair]) -> str:
@@ -115,9 +116,9 @@ def encode_images(vae, paths: Sequence[Path], resolution: int, buckets: bool = F
     shift, scale = vae.config.shift_factor or 0.0, vae.config.scaling_factor
     out = []
     for path in paths:
-        with Image.open(path) as image:
-            width, height = pick_size(image.size, resolution, buckets)
-            pixels = crop_tensor(image, width, height)[None]
+        image = open_image(path, what="training image")
+        width, height = pick_size(image.size, resolution, buckets)
+        pixels = crop_tensor(image, width, height)[None]
         latents = vae.encode(pixels.to(device, dtype)).latent_dist.mode()
         out.append(pack_latents(((latents - shift) * scale).float().cpu())[0])
     return out
@@ -179,8 +180,7 @@ class CachedData:
 
 
 def _latent_size(path: Path, resolution: int, buckets: bool) -> tuple[int, int]:
-    with Image.open(path) as image:
-        width, height = pick_size(image.size, resolution, buckets)
+    width, height = pick_size(check_image(path, what="training image"), resolution, buckets)
     return height // 8, width // 8
 
 

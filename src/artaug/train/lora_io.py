@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from artaug.files import atomic_write, loads_json
 
 Lora = dict[str, tuple[torch.Tensor, torch.Tensor, float]]
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -135,7 +138,7 @@ def save_lora(path: str | Path, lora: Lora, extra_metadata: Mapping[str, Any] | 
     metadata["lora_adapter_metadata"] = json.dumps(
         {f"transformer.{k}": v for k, v in adapter.items()}, indent=2, sort_keys=True
     )
-    save_file(tensors, str(path), metadata=metadata)
+    atomic_write(path, save(tensors, metadata=metadata))
     return path
 
 
@@ -150,35 +153,60 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 def _weights_file(path: str | Path) -> Path:
     path = Path(path)
-    return path / WEIGHT_NAME if path.is_dir() else path
+    if path.is_dir():
+        path = path / WEIGHT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"LoRA file {path} does not exist")
+    return path
 
 
 def load_lora(path: str | Path) -> tuple[Lora, dict[str, str]]:
-    """Read a diffusers-format (or kohya-format) LoRA file as ``{module: (A, B, scale)}`` plus its metadata."""
+    """Read a diffusers-format (or kohya-format) LoRA file as ``{module: (A, B, scale)}`` plus its metadata.
+
+    Only safetensors are read (nothing is unpickled); a file that is not a LoRA, has mismatched A/B shapes or holds
+    NaN or infinite weights is a ``ValueError`` naming it.
+    """
     path = _weights_file(path)
-    with safe_open(str(path), "pt") as f:
-        metadata = dict(f.metadata() or {})
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path} is not a safetensors LoRA file ({error})") from None
     scale = 1.0  # without metadata diffusers assumes alpha == r (scale 1); so do we
     if any(".lora_down.weight" in k for k in tensors):
         # kohya / ComfyUI names: diffusers' own reader converts them (alpha folded in, scale 1).
         from diffusers import FluxPipeline
 
-        tensors = FluxPipeline.lora_state_dict(tensors)
+        try:
+            tensors = FluxPipeline.lora_state_dict(tensors)
+        except (KeyError, ValueError, RuntimeError, IndexError) as error:
+            raise ValueError(
+                f"{path}: its kohya keys do not map onto FLUX ({type(error).__name__}: {error})"
+            ) from None
     elif "lora_adapter_metadata" in metadata:
-        adapter = json.loads(metadata["lora_adapter_metadata"])
+        adapter = loads_json(metadata["lora_adapter_metadata"], where=f"{path} lora_adapter_metadata")
+        if not isinstance(adapter, dict):
+            raise ValueError(f"{path}: lora_adapter_metadata is not a JSON object")
         if adapter.get("transformer.rank_pattern") or adapter.get("transformer.alpha_pattern"):
             raise ValueError(f"{path}: per-layer rank/alpha patterns are not supported; re-save it with one rank")
         alpha, rank = adapter.get("transformer.lora_alpha"), adapter.get("transformer.r")
         if alpha is not None and rank:
             scale = float(alpha) / rank
+    if not math.isfinite(scale):
+        raise ValueError(f"{path}: its alpha / rank is not a finite number")
     lora: Lora = {}
     for key, a in tensors.items():
         if key.endswith(".lora_A.weight"):
             module = key[: -len(".lora_A.weight")].removeprefix("transformer.")
-            lora[module] = (a.float(), tensors[key.replace(".lora_A.", ".lora_B.")].float(), scale)
+            b = tensors.get(key.replace(".lora_A.", ".lora_B."))
+            if b is None or a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[1]:
+                raise ValueError(f"{path}: layer {module} has no matching lora_B of rank {a.shape[0]}")
+            if not (a.isfinite().all() and b.isfinite().all()):
+                raise ValueError(f"{path}: layer {module} holds NaN or infinite weights")
+            lora[module] = (a.float(), b.float(), scale)
     if not lora:
-        raise ValueError(f"{path} holds no LoRA layers")
+        raise ValueError(f"{path} holds no LoRA layers (no *.lora_A.weight / *.lora_down.weight keys)")
     return lora, metadata
 
 
@@ -251,5 +279,5 @@ def save_kohya(path: str | Path, lora: Lora, extra_metadata: Mapping[str, Any] |
     metadata = _encode(extra_metadata)
     metadata.pop("lora_adapter_metadata", None)  # describes diffusers-format tensors, not these
     metadata.update({"format": "pt", "ss_network_module": "networks.lora_flux"})
-    save_file(to_kohya(lora), str(path), metadata=metadata)
+    atomic_write(path, save(to_kohya(lora), metadata=metadata))
     return path

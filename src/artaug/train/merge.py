@@ -9,6 +9,7 @@ approximation in Frobenius norm), computed from thin QR factors so the full ``ou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ def merge_loras(loras: Sequence[Lora], weights: Sequence[float] | None = None) -
     weights = list(weights) if weights is not None else [1.0] * len(loras)
     if len(weights) != len(loras):
         raise ValueError(f"{len(weights)} weights for {len(loras)} LoRAs")
+    if not all(isinstance(w, (int, float)) and math.isfinite(w) for w in weights):
+        raise ValueError(f"merge weights must be finite numbers, got {weights}")
     ranks = []
     for i, lora in enumerate(loras):
         r = {a.shape[0] for a, _, _ in lora.values()}

@@ -5,6 +5,11 @@
 draw of it comes from one generator whose state is checkpointed with the LoRA, optimizer and step, so a resumed run
 ends bit-identical to an uninterrupted one. It runs under ``accelerate launch`` unchanged (one process per GPU,
 disjoint examples per process, gradients all-reduced by DDP).
+
+Nothing is unpickled: checkpoints are safetensors (every tensor of the LoRA, the optimizer, the schedule and the
+generators) plus JSON (the structure around them), so a checkpoint planted in ``--out`` cannot run code. A run
+resumes only from a folder made from the same data and settings (``train_run.json``); otherwise the error says
+what differs.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from typing import Any
 
 import torch
 
-from artaug.train.config import TrainConfig
+from artaug.config import TrainConfig
+from artaug.files import loads_json, read_json, write_json, write_toml
 from artaug.train.data import CachedData, TrainPair, as_pairs, cache_pairs, dataset_hash, image_ids
 from artaug.train.flow import add_noise, flow_matching_loss, sample_sigmas
-from artaug.train.lora_io import Lora, lora_from_peft, modelspec, save_kohya, save_lora
+from artaug.train.lora_io import WEIGHT_NAME, Lora, lora_from_peft, modelspec, save_kohya, save_lora
 
 ADAPTER = "artaug"
 
@@ -163,12 +169,15 @@ def _save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    torch.save(generator.get_state(), tmp / f"generator-{accelerator.process_index}.pt")
+    save_file({"state": generator.get_state()}, tmp / f"generator-{accelerator.process_index}.safetensors")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         lora = {n: p.detach().cpu().contiguous() for n, p in _lora_parameters(model).items()}
         save_file(lora, tmp / "lora.safetensors")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "state.pt")
+        tensors: dict[str, torch.Tensor] = {}
+        structure = _flatten({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tensors)
+        save_file(tensors, tmp / "state.safetensors")
+        (tmp / "state.json").write_text(json.dumps(structure))
         progress = {"step": step, "losses": losses, "num_processes": accelerator.num_processes}
         (tmp / "progress.json").write_text(json.dumps(progress))
         shutil.rmtree(final, ignore_errors=True)
@@ -179,26 +188,67 @@ def _save_checkpoint(
 
 
 def _load_checkpoint(path: Path, accelerator, model, optimizer, scheduler, generator) -> tuple[int, list[float]]:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    progress = json.loads((path / "progress.json").read_text())
-    if progress["num_processes"] != accelerator.num_processes:
-        raise ValueError(
-            f"checkpoint {path} was written by {progress['num_processes']} processes, this run has "
-            f"{accelerator.num_processes}: an exact resume needs the same number (or start a new --out)"
+    try:
+        progress = read_json(path / "progress.json", what="checkpoint progress")
+        if progress["num_processes"] != accelerator.num_processes:
+            raise ValueError(
+                f"checkpoint {path} was written by {progress['num_processes']} processes, this run has "
+                f"{accelerator.num_processes}: an exact resume needs the same number (or start a new --out)"
+            )
+        saved = load_file(path / "lora.safetensors")
+        params = _lora_parameters(model)
+        if set(saved) != set(params) or any(saved[n].shape != p.shape for n, p in params.items()):
+            raise ValueError(f"checkpoint {path} does not match this LoRA configuration (other layers or rank)")
+        state = _unflatten(
+            loads_json((path / "state.json").read_text(encoding="utf-8"), where=f"{path}/state.json"),
+            load_file(path / "state.safetensors"),
         )
-    saved = load_file(path / "lora.safetensors")
-    params = _lora_parameters(model)
-    if set(saved) != set(params):
-        raise ValueError(f"checkpoint {path} does not match this LoRA configuration (different layers or adapter)")
-    with torch.no_grad():
-        for name, tensor in saved.items():
-            params[name].copy_(tensor)
-    state = torch.load(path / "state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(torch.load(path / f"generator-{accelerator.process_index}.pt"))
-    return progress["step"], progress["losses"]
+        generator_state = load_file(path / f"generator-{accelerator.process_index}.safetensors")["state"]
+        with torch.no_grad():
+            for name, tensor in saved.items():
+                params[name].copy_(tensor)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(generator_state)
+        return int(progress["step"]), [float(v) for v in progress["losses"]]
+    except (OSError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
+        raise ValueError(
+            f"checkpoint {path} is damaged or from another artaug ({type(error).__name__}: {error}); "
+            "delete that folder to resume from the previous checkpoint"
+        ) from None
+
+
+def _flatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """A nested state dict as JSON: tensors go to ``tensors`` (saved as safetensors) and are referenced by key;
+    dict keys keep their type (optimizer state is keyed by parameter index)."""
+    if isinstance(value, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = value.detach().cpu().contiguous()
+        return {"tensor": key}
+    if isinstance(value, dict):
+        return {"dict": [[k, _flatten(v, tensors)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return {"tuple" if isinstance(value, tuple) else "list": [_flatten(v, tensors) for v in value]}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"value": value}
+    raise TypeError(f"cannot checkpoint a {type(value).__name__} without pickling it")
+
+
+def _unflatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    ((kind, inner),) = value.items()
+    if kind == "tensor":
+        return tensors[inner]
+    if kind == "dict":
+        return {k: _unflatten(v, tensors) for k, v in inner}
+    if kind in ("list", "tuple"):
+        items = [_unflatten(v, tensors) for v in inner]
+        return tuple(items) if kind == "tuple" else items
+    if kind == "value":
+        return inner
+    raise TypeError(f"unknown checkpoint entry {kind!r}")
 
 
 # ------------------------------------------------------------------------------------------------------ one stage
@@ -404,19 +454,21 @@ def train_lora(
     """
     from diffusers import FluxPipeline
 
-    # 1. Check inputs; dump the config next to the output.
+    # 1. Check inputs: a resumed run must be the same run (data, base, settings); dump the config beside it.
     pairs: list[TrainPair] = as_pairs(pairs)
     out_dir = Path(out_dir)
+    owned = isinstance(painter, (str, Path))
+    base_model = base_model or str(painter if owned else getattr(painter, "name_or_path", "") or "unknown")
+    data_hash = dataset_hash(pairs)
+    check_resume(out_dir, run_identity(config, data_hash, base_model, len(pairs)))
     accelerator = make_accelerator(config.mixed_precision)
     if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        config.save_toml(out_dir / "train_config.toml")
+        write_toml(out_dir / "train_config.toml", {"train": config.to_dict()})
+        write_json(out_dir / RUN_FILE, run_identity(config, data_hash, base_model, len(pairs)))
 
     # 2. The pipeline: loaded here (and its text encoders dropped after caching), or borrowed.
-    owned = isinstance(painter, (str, Path))
     dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
     pipe = FluxPipeline.from_pretrained(str(painter), dtype=dtype) if owned else painter
-    base_model = base_model or str(painter if owned else getattr(pipe, "name_or_path", "") or "unknown")
     if getattr(pipe.transformer, "peft_config", None):
         raise ValueError(
             f"the pipeline's transformer already holds LoRA adapters {sorted(pipe.transformer.peft_config)}: fuse and "
@@ -446,7 +498,7 @@ def train_lora(
         with torch.no_grad():
             for module, weight in saved_base.items():
                 transformer.get_submodule(module).weight.copy_(weight)
-    path = out_dir / "pytorch_lora_weights.safetensors"
+    path = out_dir / WEIGHT_NAME
     if any(stage.steps < config.steps for stage in stages.values()):
         last = next(reversed(stages.values()))
         return TrainResult(last.lora, path, {}, stages, complete=False)
@@ -462,7 +514,7 @@ def train_lora(
         "artaug.mode": config.mode,
         "artaug.iteration": str(config.iteration),
         "artaug.base_model": base_model,
-        "artaug.dataset_hash": dataset_hash(pairs),
+        "artaug.dataset_hash": data_hash,
         "artaug.num_pairs": str(len(pairs)),
         "artaug.config": json.dumps(config.to_dict(), sort_keys=True),
         "artaug.final_loss": f"{_tail_mean(stages['stage2'].losses):.6g}",
@@ -477,6 +529,48 @@ def train_lora(
             )
     accelerator.wait_for_everyone()
     return TrainResult(stages["stage2"].lora, path, metadata, stages, kohya_path)
+
+
+RUN_FILE = "train_run.json"
+# Settings that change how a run is shown or kept, not what it computes: a resume may change them.
+_RESUMABLE = ("progress", "checkpoint_every", "keep_checkpoints")
+
+
+def run_identity(config: TrainConfig, data_hash: str, base_model: str, num_pairs: int) -> dict[str, Any]:
+    """What makes a training run this run: its data, its base model and every setting that changes the result."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE}
+    return {"dataset_hash": data_hash, "num_pairs": num_pairs, "base_model": base_model, "config": settings}
+
+
+def check_resume(out_dir: Path, identity: dict[str, Any]) -> None:
+    """Refuse to continue (or to relabel) a run in ``out_dir`` that was made from other data or settings."""
+    record = out_dir / RUN_FILE
+    if not record.is_file():
+        leftovers = [p.name for p in (out_dir / "stage1", out_dir / "stage2", out_dir / WEIGHT_NAME) if p.exists()]
+        if leftovers:
+            raise ValueError(
+                f"{out_dir} holds training files ({', '.join(leftovers)}) but no {RUN_FILE} saying how they were "
+                "made: choose a new --out (or --overwrite to start over)"
+            )
+        return
+    previous = read_json(record, what="training run record")
+    if previous == identity:
+        return
+    if not isinstance(previous, dict):
+        raise ValueError(f"{record} is damaged (not a JSON object): choose a new --out, or --overwrite to start over")
+    differences = []
+    for key in ("dataset_hash", "num_pairs", "base_model"):
+        if previous.get(key) != identity[key]:
+            differences.append(f"{key} {previous.get(key)!r} → {identity[key]!r}")
+    old = previous.get("config", {}) if isinstance(previous.get("config"), dict) else {}
+    for key, value in identity["config"].items():
+        if old.get(key) != value:
+            differences.append(f"{key} {old.get(key)!r} → {value!r}")
+    if differences:
+        raise ValueError(
+            f"{out_dir} holds a training run of other data or settings ({'; '.join(differences)}): it can resume "
+            "only the same run. Choose a new --out, or pass --overwrite to start over"
+        )
 
 
 def _tail_mean(losses: list[float], n: int = 20) -> float:

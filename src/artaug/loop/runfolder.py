@@ -4,60 +4,103 @@ Layout: ``round_00.png`` (the first painting), ``round_NN.png`` (each revision, 
 ``trail.json``, ``contact_sheet.png`` and the resolved ``config.toml``. Every file is written to a temporary name and
 renamed, and ``trail.json`` is rewritten after every round, so a run stopped by Ctrl-C (or a crash) leaves a folder
 that describes exactly the rounds it completed.
+
+Nothing is written before the first painting exists (a run that fails to load its models leaves nothing behind), and
+an existing run is never silently overwritten: :func:`free_output` picks ``NAME-2``, ``NAME-3``... unless
+``overwrite`` is asked for, which first clears the old run (and refuses to clear a folder that is not an artaug run).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
 
-from artaug.config import Config
+from artaug.config import PAINT_SECTIONS, Config
 from artaug.critic import draw_critique
-from artaug.loop import Decided, Event, Finished, LoopResult, Painted
+from artaug.files import atomic_write, write_json
+from artaug.loop.run import Decided, Event, Finished, LoopResult, Painted
 from artaug.pngmeta import a1111_parameters, save_png
 from artaug.provenance import versions
 from artaug.types import Painting, Trail
 
+RUN_MARKERS = ("trail.json", "config.toml")
 
-def write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write: a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+
+def free_output(output: str | Path, overwrite: bool = False) -> Path:
+    """Where a run asked to write ``output`` will write: ``output`` itself when it is free (or ``overwrite``),
+    else the first free ``NAME-2``, ``NAME-3``... beside it. A ``.png`` output counts as taken when the image or its
+    trail exists; a folder when it holds anything."""
+    output = Path(output)
+    if overwrite or not _taken(output):
+        if overwrite and output.suffix.lower() != ".png" and _taken(output) and not is_run_folder(output):
+            raise FileExistsError(
+                f"--overwrite would clear {output}, which is not an artaug run folder (no trail.json or config.toml); "
+                "choose another --output"
+            )
+        return output
+    stem, suffix = (output.stem, output.suffix) if output.suffix.lower() == ".png" else (output.name, "")
+    for n in range(2, 10_000):
+        candidate = output.with_name(f"{stem}-{n}{suffix}")
+        if not _taken(candidate):
+            return candidate
+    raise FileExistsError(f"{output} and 10,000 numbered variants exist; choose another --output")
+
+
+def is_run_folder(path: Path) -> bool:
+    return path.is_dir() and any((path / marker).is_file() for marker in RUN_MARKERS)
+
+
+def _taken(output: Path) -> bool:
+    if output.suffix.lower() == ".png":
+        return output.exists() or output.with_name(f"{output.stem}.trail.json").exists()
+    return output.exists() and (not output.is_dir() or any(output.iterdir()))
 
 
 class RunFolder:
     """Writes a run's files as the loop's events arrive. Use ``folder.on_event`` as the loop's ``on_event``.
 
     ``RunFolder.for_output(path)`` picks the layout the CLI promises: a path ending in ``.png`` gets just that image
-    with ``NAME.trail.json`` and ``NAME.config.toml`` beside it; any other path is a run folder (created if missing).
+    with ``NAME.trail.json`` and ``NAME.config.toml`` beside it; any other path is a run folder. The folder is
+    created (or, with ``overwrite``, cleared) when the first painting arrives, not before.
     """
 
-    def __init__(self, path: str | Path, config: Config | None = None, single_image: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        config: Config | None = None,
+        single_image: str | None = None,
+        overwrite: bool = False,
+    ) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
         self.single_image = single_image
+        self.config = config
+        self.overwrite = overwrite
         stem = Path(single_image).stem + "." if single_image else ""
         self.trail_name = f"{stem}trail.json"
-        if config is not None:
-            config.dump(self.path / f"{stem}config.toml")
+        self.config_name = f"{stem}config.toml"
         self.trail: Trail | None = None
+        self._opened = False
 
     @classmethod
-    def for_output(cls, output: str | Path, config: Config | None = None) -> RunFolder:
+    def for_output(cls, output: str | Path, config: Config | None = None, overwrite: bool = False) -> RunFolder:
         output = Path(output)
         if output.suffix.lower() == ".png":
-            return cls(output.parent, config, single_image=output.name)
-        return cls(output, config)
+            return cls(output.parent, config, single_image=output.name, overwrite=overwrite)
+        return cls(output, config, overwrite=overwrite)
+
+    def _open(self) -> None:
+        """Create the folder (clearing an old run first when overwriting) and write the resolved config."""
+        if self._opened:
+            return
+        if self.overwrite and not self.single_image and is_run_folder(self.path):
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.config is not None:
+            self.config.dump(self.path / self.config_name, sections=PAINT_SECTIONS)
+        self._opened = True
 
     @property
     def trail_path(self) -> Path:
@@ -69,6 +112,7 @@ class RunFolder:
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Painted) and event.round == 0:
+            self._open()
             self.trail = event.trail
             if self.single_image:
                 self.trail.provenance["files"] = {"final": self.single_image}
@@ -88,7 +132,7 @@ class RunFolder:
 
     def interrupted(self, why: str) -> None:
         """Record why the run ended early; the files already written describe the completed rounds."""
-        if self.trail is not None:
+        if self.trail is not None and self._opened:
             self.trail.stopped = why
             self.write_trail()
 
@@ -97,19 +141,18 @@ class RunFolder:
         save_png(painting.image, self.path / name, a1111_parameters(painting.request, painting.model), provenance)
 
     def write_trail(self) -> None:
-        if self.trail is not None:
+        if self.trail is not None and self._opened:
             write_json(self.trail_path, self.trail.to_dict())
 
     def finish(self, result: LoopResult) -> None:
+        self._open()
         self.trail = result.trail
         self.save_painting(result.final, self.final_path.name)
         self.write_trail()
         if self.single_image:
             return
         sheet = contact_sheet(result)
-        tmp = self.path / ".contact_sheet.png.tmp"
-        sheet.save(tmp, format="PNG")
-        os.replace(tmp, self.path / "contact_sheet.png")
+        atomic_write(self.path / "contact_sheet.png", lambda file: sheet.save(file, format="PNG"))
 
 
 def contact_sheet(result: LoopResult, tile: int = 320) -> Image.Image:

@@ -10,19 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
+import os
 from pathlib import Path
-from typing import Any
 
-TINY_PRESET = {
-    # The built-in tiny models at a tiny size: plumbing demos, tests and benchmarks, nothing about beauty.
-    "painter.height": "64",
-    "painter.width": "64",
-    "painter.num_inference_steps": "2",
-    "painter.max_sequence_length": "16",
-    "loop.region_max_sequence_length": "16",
-    "critic.max_new_tokens": "32",
-}
+from artaug.cli.options import add_config_file_flags, add_config_flags, check_output, config_from_args
+
+SYNTH_SETTINGS = ("painter.model", "critic.model", "loop.rounds", "synth.all_rounds")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,17 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--out", type=Path, help="the store folder (created; running again resumes it)")
     run.add_argument("--resume", action="store_true", help="continue the store's queue (PROMPTS optional)")
     run.add_argument("--sample", action="store_true", help="use the built-in sample prompt set as PROMPTS")
-    run.add_argument("--config", type=Path, help="TOML with painter/critic/judge/loop sections and [synth]")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. loop.rounds=1")
-    run.add_argument("--painter", help="painter hub id or folder (painter.model)")
-    run.add_argument("--critic", help="critic hub id, folder or OpenAI-compatible URL (critic.model)")
-    run.add_argument("--rounds", type=int, help="loop rounds (loop.rounds)")
     run.add_argument("--tiny", action="store_true", help="the built-in tiny models at 64 px, 2 steps (no downloads)")
-    run.add_argument("--all-rounds", action="store_true", help="one pair per accepted round")
-    run.add_argument("--limit", type=int, help="process at most this many prompts in this invocation")
+    run.add_argument("--limit", type=_positive, help="process at most this many prompts in this invocation")
     run.add_argument("--retry-failed", action="store_true", help="run prompts that failed before again")
     run.add_argument("--ray", metavar="auto|ADDRESS", help="run on Ray: auto (running cluster, else local) or address")
-    run.add_argument("--workers", type=int, help="Ray actors (default: one per GPU, or 1 without GPUs)")
+    run.add_argument("--workers", type=_positive, help="Ray actors (default: one per GPU, or 1 without GPUs)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     run.add_argument("-q", "--quiet", action="store_true", help="warnings only in the log")
     stats = parser.add_argument_group("stats")
@@ -59,8 +46,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--format", choices=("imagefolder", "kohya", "webdataset"), help="export layout")
     export.add_argument("--to", type=Path, help="export folder (new or empty)")
     export.add_argument("--all", action="store_true", help="export dropped pairs too (default: kept only)")
-    export.add_argument("--shard-size", type=int, default=1000, help="pairs per WebDataset shard")
+    export.add_argument("--shard-size", type=_positive, default=1000, help="pairs per WebDataset shard")
+    add_config_file_flags(run)
+    add_config_flags(run, SYNTH_SETTINGS)
     parser.set_defaults(func=main, synth_parser=parser)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def main(args: argparse.Namespace) -> int:
@@ -73,9 +72,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from artaug.config import parse_set_options
     from artaug.synth.prompts import read_prompts, sample_prompts_path
-    from artaug.synth.run import load_synth_config, synthesize
+    from artaug.synth.run import synthesize
 
     # 1. check the arguments
     if args.out is None:
@@ -88,24 +86,19 @@ def _synth(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("give a PROMPTS file, --sample, or --resume to continue the store's queue")
     _setup_logging(args.quiet)
 
-    # 2. the config: defaults < --tiny < --config file < flags < --set
-    overrides: dict[str, Any] = {}
+    # 2. the config (defaults < --tiny < --config file < --set < flags) and the prompts, checked before any model
+    #    loads or anything is written
+    presets = None
     if args.tiny:
-        from artaug.tiny import tiny_critic_path, tiny_painter_path
+        from artaug.tiny import tiny_overrides
 
-        overrides |= TINY_PRESET | {"painter.model": str(tiny_painter_path()), "critic.model": str(tiny_critic_path())}
-    flags = {"painter.model": args.painter, "critic.model": args.critic, "loop.rounds": args.rounds}
-    overrides |= {k: v for k, v in flags.items() if v is not None}
-    if args.all_rounds:
-        overrides["synth.all_rounds"] = "true"
-    try:
-        overrides |= parse_set_options(args.set)
-        config = load_synth_config(args.config, overrides)
-        path = sample_prompts_path() if args.sample else args.target
-        prompts = read_prompts(path) if path else None
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        presets = tiny_overrides()
+    config = config_from_args(args, presets)
+    path = sample_prompts_path() if args.sample else args.target
+    prompts = read_prompts(path) if path else None
+    check_output(args.out, "folder")
+    if args.resume and not prompts and not (args.out / "ledger.sqlite").is_file():
+        raise FileNotFoundError(f"--resume: {args.out} is not a synth store yet; give a PROMPTS file to start one")
 
     # 3. run; the store says what is already done
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -135,14 +128,15 @@ def _stats(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if args.path is None:
         parser.error("usage: artaug synth stats DIR")
-    try:
-        stats = collect(args.path)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.png is not None:
+        check_output(args.png)
+    stats = collect(args.path)
     print(stats.format())
-    png = plot(stats, args.png or Path(args.path) / "stats.png")
-    print(f"histograms: {png}")
+    png = args.png or Path(args.path) / "stats.png"
+    if args.png is None and not os.access(args.path, os.W_OK):
+        print(f"histograms: not written ({args.path} is read-only; pass --png PATH)")
+        return 0
+    print(f"histograms: {plot(stats, png)}")
     return 0
 
 
@@ -151,11 +145,8 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if args.path is None or args.format is None or args.to is None:
         parser.error("usage: artaug synth export DIR --format imagefolder|kohya|webdataset --to OUT")
-    try:
-        out = export(args.path, args.to, args.format, kept_only=not args.all, shard_size=args.shard_size)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    check_output(args.to, "folder")
+    out = export(args.path, args.to, args.format, kept_only=not args.all, shard_size=args.shard_size)
     print(f"exported to {out} ({args.format})")
     return 0
 

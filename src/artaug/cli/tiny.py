@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from artaug.cli.options import check_output
 from artaug.tiny import CRITIC_VARIANTS
 
 FOLDER_HELP = "folder to write (created; must be empty if it exists)"
@@ -29,40 +32,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     critic.set_defaults(func=run_critic)
 
 
-def _check_empty(folder: Path) -> str | None:
-    # Refuse to mix a new model into an existing folder: stale files from another model would load silently.
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        return f"error: {folder} exists and is not an empty folder; choose a new folder"
-    return None
-
-
-def _report(folder: Path, seconds: float) -> None:
-    files = sorted(path for path in folder.rglob("*") if path.is_file())
-    for path in files:
-        print(f"{path.stat().st_size:>10,d}  {path.relative_to(folder)}")
-    total = sum(path.stat().st_size for path in files)
-    print(f"wrote {len(files)} files, {total:,d} bytes, to {folder} in {seconds:.1f} s")
-
-
 def run_painter(args: argparse.Namespace) -> int:
     from artaug.tiny.painter import build_tiny_painter
 
-    if error := _check_empty(args.folder):
-        print(error, file=sys.stderr)
-        return 2
-    start = time.perf_counter()
-    build_tiny_painter(args.folder)
-    _report(args.folder, time.perf_counter() - start)
+    _build(args.folder, build_tiny_painter)
     return 0
 
 
 def run_critic(args: argparse.Namespace) -> int:
     from artaug.tiny.critic import build_tiny_critic
 
-    if error := _check_empty(args.folder):
-        print(error, file=sys.stderr)
-        return 2
-    start = time.perf_counter()
-    build_tiny_critic(args.folder, args.variant)
-    _report(args.folder, time.perf_counter() - start)
+    _build(args.folder, lambda folder: build_tiny_critic(folder, args.variant))
     return 0
+
+
+def _build(folder: Path, build: Callable[[Path], object]) -> None:
+    """Build into a temporary sibling and rename it into place: a failed build leaves nothing behind."""
+    # Refuse to mix a new model into an existing folder: stale files from another model would load silently.
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise FileExistsError(f"{folder} exists and is not an empty folder; choose a new folder")
+    check_output(folder, "folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        build(tmp)
+        tmp.chmod(0o755)
+        if folder.exists():
+            folder.rmdir()
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    for path in files:
+        print(f"{path.stat().st_size:>10,d}  {path.relative_to(folder)}")
+    total = sum(path.stat().st_size for path in files)
+    print(f"wrote {len(files)} files, {total:,d} bytes, to {folder} in {time.perf_counter() - started:.1f} s")

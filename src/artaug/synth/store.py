@@ -19,11 +19,17 @@ checks the lease is still ours, so a worker that lost its lease cannot add a sec
 
 The folder must be on a local disk of the machine that writes it: SQLite's WAL needs shared memory, which network
 filesystems do not provide. Workers on other machines go through Ray (the driver writes; see ``synth.ray_backend``).
+
+Readers (``read_pairs``, ``stats``, exports, training) open the store read-only (``Store(..., readonly=True)``): they
+never write, so a store on read-only media or someone else's folder can be read. A ledger may have been edited by
+someone else: every folder and image path it names must stay inside the store (``artaug.files.confined``), and its
+JSON columns are read with bounded size and depth.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -36,11 +42,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from artaug.files import atomic_write, confined, loads_json
+from artaug.synth.prompts import PromptRecord
 
 if TYPE_CHECKING:
     from PIL import Image
-
-    from artaug.synth.prompts import PromptRecord
 
 LEDGER = "ledger.sqlite"
 IMAGES = "images"
@@ -109,19 +117,35 @@ class LeaseLost(RuntimeError):
 class Store:
     """A synthesis store in folder ``root`` (created if missing). One instance per thread; open as many as needed.
 
-    ``sweep`` removes crash leftovers of committed prompts on open (workers do; readers pass ``False``).
+    ``sweep`` removes crash leftovers of committed prompts on open (workers do). ``readonly`` opens an existing
+    store for reading only: nothing is created, swept or written (readers: stats, exports, training).
     """
 
     def __init__(
-        self, root: str | Path, *, lease_ttl: float = 600.0, worker: str | None = None, sweep: bool = True
+        self,
+        root: str | Path,
+        *,
+        lease_ttl: float = 600.0,
+        worker: str | None = None,
+        sweep: bool = True,
+        readonly: bool = False,
     ) -> None:
         if lease_ttl <= 0:
             raise ValueError(f"lease_ttl must be positive, got {lease_ttl}")
         self.root = Path(root).resolve()
         self.lease_ttl = float(lease_ttl)
+        self.readonly = readonly
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.worker = worker or f"{self.host}:{self.pid}:{secrets.token_hex(3)}"
+        if readonly:
+            if not (self.root / LEDGER).is_file():
+                raise FileNotFoundError(f"{self.root} is not an artaug synth store (no {LEDGER}); run `artaug synth`")
+            self._db = _connect_readonly(self.root / LEDGER)
+            self._check_schema()
+            return
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"store {self.root} is a file; give a folder")
         (self.root / IMAGES).mkdir(parents=True, exist_ok=True)
         self._db = _connect(self.root / LEDGER)
         self._init_schema()
@@ -147,8 +171,16 @@ class Store:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise RuntimeError(f"{self.root} has store schema {row[0]}, this artaug reads {SCHEMA_VERSION}")
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise ValueError(f"{self.root / LEDGER} is not an artaug ledger ({error})") from None
+        if row is None or str(row[0]) != str(SCHEMA_VERSION):
+            found = "no schema" if row is None else f"schema {row[0]!r}"
+            raise ValueError(f"{self.root} has store {found}; this artaug reads schema {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -186,15 +218,11 @@ class Store:
     def _folder_name(self, prompt_id: str) -> str:
         if _SAFE_ID.match(prompt_id):
             return prompt_id
-        import hashlib
-
         # Ids from user files may hold slashes or spaces; such prompts get a hashed folder, recorded in the ledger.
         return "h" + hashlib.sha256(prompt_id.encode()).hexdigest()[:16]
 
     def claim(self, n: int = 1) -> list[PromptRecord]:
         """Lease up to ``n`` prompts that have no result and no live lease, in the order they were added."""
-        from artaug.synth.prompts import PromptRecord
-
         now = time.time()
         with self._transaction() as db:
             self._drop_dead_leases(db, now)
@@ -214,7 +242,7 @@ class Store:
         # We hold the lease now: whatever an earlier, crashed attempt left in the folder is garbage.
         for _, _, _, _, folder in rows:
             self._clear_uncommitted(folder, referenced=set())
-        return [PromptRecord(id=r[0], prompt=r[1], seed=r[2], meta=json.loads(r[3])) for r in rows]
+        return [PromptRecord(id=r[0], prompt=r[1], seed=r[2], meta=_loads(r[3], "prompt meta")) for r in rows]
 
     def _drop_dead_leases(self, db: sqlite3.Connection, now: float) -> None:
         # A live lease of a process on this host that no longer exists (SIGKILL, OOM kill) is free at once.
@@ -359,26 +387,40 @@ class Store:
         ).fetchall()
         out = []
         for pair_id, prompt, before, after, seed, scores, kept, verdicts, meta, prompt_id, round_, folder in rows:
-            meta = {
-                **json.loads(meta),
+            where = f"pair {pair_id!r} in {self.root / LEDGER}"
+            if not isinstance(round_, int) or not isinstance(prompt, str) or not isinstance(seed, int):
+                raise ValueError(f"{where} has a malformed row (round, prompt or seed of the wrong type)")
+            meta = _loads(meta, f"{where} meta")
+            if not isinstance(meta, dict):
+                raise ValueError(f"{where} meta is not a table")
+            meta |= {
                 "prompt_id": prompt_id,
                 "round": round_,
-                "stem": f"{folder}_r{round_}",
-                "filters": json.loads(verdicts),
+                "stem": f"{_safe_folder(folder, where)}_r{round_}",
+                "filters": _loads(verdicts, f"{where} verdicts"),
             }
             out.append(
                 PairRecord(
                     id=pair_id,
                     prompt=prompt,
-                    before=self.root / before,
-                    after=self.root / after,
+                    before=self._image_path(before, where),
+                    after=self._image_path(after, where),
                     seed=seed,
-                    scores=json.loads(scores),
+                    scores=_loads(scores, f"{where} scores"),
                     kept=bool(kept),
                     meta=meta,
                 )
             )
         return out
+
+    def _image_path(self, rel: Any, where: str) -> Path:
+        """A ledger's image path: inside ``images/`` of this store, never anywhere else."""
+        if not isinstance(rel, str):
+            raise ValueError(f"{where} names an image path of the wrong type")
+        path = confined(self.root, rel, what=f"image of {where}")
+        if self.root / IMAGES not in path.parents:
+            raise ValueError(f"{where} names {rel!r}, outside the store's {IMAGES}/ folder")
+        return path
 
     def results(self) -> list[dict[str, Any]]:
         """One row per finished prompt: id, status, seconds, error, timings."""
@@ -387,11 +429,11 @@ class Store:
                JOIN prompts p ON p.id = r.prompt_id ORDER BY p.seq"""
         ).fetchall()
         keys = ("prompt_id", "status", "worker", "seconds", "error", "timings")
-        return [{**dict(zip(keys, r, strict=True)), "timings": json.loads(r[5])} for r in rows]
+        return [{**dict(zip(keys, r, strict=True)), "timings": _loads(r[5], "timings")} for r in rows]
 
     def trail(self, prompt_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT trail FROM results WHERE prompt_id = ?", (prompt_id,)).fetchone()
-        return json.loads(row[0]) if row and row[0] else None
+        return _loads(row[0], f"trail of prompt {prompt_id!r}") if row and row[0] else None
 
     def counts(self) -> dict[str, int]:
         """prompts, done, failed, pending (no result yet), leased (live leases), pairs, kept."""
@@ -423,9 +465,9 @@ class Store:
         referenced = {r[0] for r in self._db.execute("SELECT path FROM images")}
         for rel in sorted(referenced):
             try:
-                with Image.open(self.root / rel) as im:
+                with Image.open(self._image_path(rel, "ledger")) as im:
                     im.load()
-            except Exception as e:  # any decoder error means a broken file
+            except Exception as e:  # any decoder error (or a path outside the store) means a broken entry
                 problems.append(f"image {rel} does not open: {e}")
         for path in sorted((self.root / IMAGES).rglob("*")):
             if path.is_file() and path.relative_to(self.root).as_posix() not in referenced:
@@ -448,7 +490,7 @@ class Store:
             self._db.execute("SELECT p.folder, p.id FROM prompts p JOIN results r ON r.prompt_id = p.id").fetchall()
         )
         for entry in os.scandir(self.root / IMAGES):
-            if entry.is_dir() and entry.name in committed:
+            if entry.is_dir(follow_symlinks=False) and entry.name in committed:
                 referenced = {
                     r[0].rsplit("/", 1)[-1]
                     for r in self._db.execute("SELECT path FROM images WHERE prompt_id = ?", (committed[entry.name],))
@@ -458,10 +500,10 @@ class Store:
 
     def _clear_uncommitted(self, folder: str, referenced: set[str]) -> int:
         removed = 0
-        directory = self.root / IMAGES / folder
-        if directory.is_dir():
+        directory = self.root / IMAGES / _safe_folder(folder, f"a prompt folder in {self.root / LEDGER}")
+        if directory.is_dir() and not directory.is_symlink():
             for entry in os.scandir(directory):
-                if entry.is_file() and entry.name not in referenced:
+                if entry.is_file(follow_symlinks=False) and entry.name not in referenced:
                     os.unlink(entry.path)
                     removed += 1
         return removed
@@ -470,18 +512,45 @@ class Store:
         row = self._db.execute("SELECT folder FROM prompts WHERE id = ?", (prompt_id,)).fetchone()
         if row is None:
             raise KeyError(f"prompt {prompt_id!r} is not in {self.root}")
-        (self.root / IMAGES / row[0]).mkdir(exist_ok=True)
-        return row[0]
+        folder = _safe_folder(row[0], f"prompt {prompt_id!r} in {self.root / LEDGER}")
+        (self.root / IMAGES / folder).mkdir(exist_ok=True)
+        return folder
 
 
 def read_pairs(out_dir: str | Path, *, kept_only: bool = False) -> list[PairRecord]:
     """Every committed pair of the store in ``out_dir`` (``kept_only`` keeps those that passed the filters)."""
-    root = Path(out_dir)
-    if not (root / LEDGER).is_file():
-        raise FileNotFoundError(f"{root} is not an artaug synth store (no {LEDGER}); run `artaug synth` first")
-    # Readers never delete anything: no sweep (a job may be running on this store).
-    with Store(root, sweep=False) as store:
+    # Readers never write: read-only (a job may be running on this store, or the store may be on read-only media).
+    with Store(out_dir, readonly=True) as store:
         return store.pairs(kept_only=kept_only)
+
+
+def _safe_folder(name: Any, where: str) -> str:
+    """A prompt folder name from the ledger: one plain path component, as ``_folder_name`` makes them."""
+    if not isinstance(name, str) or not _SAFE_ID.match(name) or name in (".", ".."):
+        raise ValueError(f"{where} names the folder {name!r}, which is not a plain folder name inside the store")
+    return name
+
+
+def _loads(text: Any, where: str) -> Any:
+    if not isinstance(text, str):
+        raise ValueError(f"{where} is not JSON text")
+    return loads_json(text, where=where)
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    # mode=ro sees a live writer's commits through the WAL; media that cannot even hold the WAL's shared-memory file
+    # are opened immutable (nobody can be writing there anyway).
+    for flags in ("mode=ro", "immutable=1"):
+        db = sqlite3.connect(f"file:{quote(str(path))}?{flags}", uri=True, timeout=60.0, check_same_thread=False)
+        try:
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+        except sqlite3.DatabaseError as error:
+            db.close()
+            raise ValueError(f"{path} is not an artaug ledger ({error})") from None
+    raise ValueError(f"cannot open {path} for reading (unreadable file or folder)")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -499,12 +568,7 @@ def _write_png_durably(image: Image.Image, path: Path, info: dict[str, Any]) -> 
 
     pnginfo = PngImagePlugin.PngInfo()
     pnginfo.add_text("artaug", json.dumps(info, default=str))
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    with open(tmp, "wb") as f:
-        image.save(f, format="PNG", pnginfo=pnginfo)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda file: image.save(file, format="PNG", pnginfo=pnginfo))
 
 
 def _fsync_dir(path: Path) -> None:

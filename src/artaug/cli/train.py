@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import sys
-import typing
-from dataclasses import fields
 from pathlib import Path
 
-from artaug.train.config import TrainConfig
+from artaug.cli.options import add_config_file_flags, add_config_flags, check_output, config_from_args
+from artaug.config import TrainConfig
 
 FORMATS = ("diffusers", "kohya", "both")
+TRAIN_SETTINGS = tuple(f"train.{name}" for name, _, _ in TrainConfig.settings())
+BOOTSTRAP_SETTINGS = ("bootstrap.iterations", "bootstrap.score", "bootstrap.min_improvement", "painter.model",
+                      "critic.model")  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,10 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("pairs_dir", type=Path, metavar="PAIRS_DIR", help="a synth store folder (artaug synth --out)")
     train.add_argument("--painter", required=True, help="FLUX pipeline: hub id or local folder")
     train.add_argument("--out", type=Path, required=True, help="output folder (LoRA, config, checkpoints, cache)")
-    train.add_argument("--config", type=Path, help="TOML file with a [train] table of TrainConfig fields")
     train.add_argument("--format", choices=FORMATS, default="diffusers", help="LoRA file format(s) to write")
     train.add_argument("--all-pairs", action="store_true", help="also train on pairs the synth filters rejected")
-    _add_config_flags(train)
+    train.add_argument("--overwrite", action="store_true", help="start over: clear the training run in --out first")
+    add_config_file_flags(train)
+    add_config_flags(train, TRAIN_SETTINGS, "training settings ([train] in the config file)")
     train.set_defaults(func=run_train)
 
     boot = subparsers.add_parser(
@@ -43,18 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     boot.add_argument("--prompts", type=Path, required=True, help="prompts file for synthesis (.txt/.jsonl/.csv)")
     boot.add_argument("--heldout", type=Path, required=True, help="held-out prompts file (scored, never trained on)")
-    boot.add_argument("--iterations", type=int, default=3, help="most iterations (default 3)")
     boot.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
-    boot.add_argument("--synth-config", type=Path, help="TOML with painter/critic/judge/loop sections and [synth]")
-    boot.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="synth config override")
-    boot.add_argument("--painter", help="painter hub id or folder (painter.model)")
-    boot.add_argument("--critic", help="critic hub id, folder or OpenAI-compatible URL (critic.model)")
     boot.add_argument("--tiny", action="store_true", help="the built-in tiny models at 64 px (plumbing only)")
-    boot.add_argument("--score", default="aesthetic", help="judge score averaged over the held-out prompts")
-    boot.add_argument("--min-improvement", type=float, default=0.0, help="least held-out gain that counts")
-    boot.add_argument("--config", type=Path, help="TOML with a [train] table of TrainConfig fields")
     boot.add_argument("--format", choices=FORMATS, default="diffusers", help="final LoRA file format(s)")
-    _add_config_flags(boot)
+    add_config_file_flags(boot)
+    add_config_flags(boot, BOOTSTRAP_SETTINGS, "the cycle")
+    add_config_flags(boot, TRAIN_SETTINGS, "training settings ([train] in the config file)")
     boot.set_defaults(func=run_bootstrap)
 
     lora = subparsers.add_parser("lora", help="merge or convert LoRA files")
@@ -67,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     merge.add_argument("inputs", nargs="+", type=Path, metavar="LORA", help="LoRA files or folders")
     merge.add_argument("--out", type=Path, required=True, help="output folder or .safetensors file")
-    merge.add_argument("--weights", type=float, nargs="+", help="one multiplier per input (default 1 each)")
-    merge.add_argument("--rank", type=int, help="re-compress to this rank by SVD")
+    merge.add_argument("--weights", type=_finite, nargs="+", help="one multiplier per input (default 1 each)")
+    merge.add_argument("--rank", type=_positive, help="re-compress to this rank by SVD")
     merge.add_argument("--format", choices=FORMATS, default="diffusers", help="file format(s) to write")
     merge.set_defaults(func=run_merge)
     kohya = actions.add_parser("kohya", help="write a diffusers-format LoRA in kohya / ComfyUI format")
@@ -77,45 +76,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kohya.set_defaults(func=run_kohya)
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    # One flag per TrainConfig field, typed and documented from the dataclass, so the CLI cannot drift from it.
-    hints = typing.get_type_hints(TrainConfig)
-    group = parser.add_argument_group("training config (overrides --config)")
-    for f in fields(TrainConfig):
-        flag, hint, help = "--" + f.name.replace("_", "-"), hints[f.name], f.metadata["help"]
-        if hint is bool:
-            group.add_argument(flag, dest=f"cfg_{f.name}", action=argparse.BooleanOptionalAction, help=help)
-        elif typing.get_origin(hint) is typing.Literal:
-            group.add_argument(flag, dest=f"cfg_{f.name}", choices=typing.get_args(hint), help=help)
-        elif typing.get_origin(hint) is tuple:
-            group.add_argument(flag, dest=f"cfg_{f.name}", nargs="+", metavar="NAME", help=help)
-        else:
-            group.add_argument(flag, dest=f"cfg_{f.name}", type=hint, metavar=f.name.upper(),
-                               help=f"{help} (default {f.default})")  # fmt: skip
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"weights must be finite numbers, got {text!r}")
+    return value
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    data = TrainConfig.from_toml(args.config).to_dict() if args.config else {}
-    for f in fields(TrainConfig):
-        value = getattr(args, f"cfg_{f.name}", None)
-        if value is not None:
-            data[f.name] = value
-    return TrainConfig.from_dict(data)
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from artaug.store import read_pairs
-    from artaug.train.trainer import train_lora
+    from artaug.synth.store import read_pairs
+    from artaug.train.data import as_pairs
+    from artaug.train.trainer import RUN_FILE, train_lora
 
-    try:
-        config = config_from_args(args)
-        pairs = read_pairs(args.pairs_dir, kept_only=not args.all_pairs)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # 1. Settings, pairs and output, all checked before the painter loads.
+    config = config_from_args(args).train
+    pairs = read_pairs(args.pairs_dir, kept_only=not args.all_pairs)
     if not pairs:
-        print(f"error: {args.pairs_dir} has no {'' if args.all_pairs else 'kept '}pairs to train on", file=sys.stderr)
-        return 2
+        raise ValueError(f"{args.pairs_dir} has no {'' if args.all_pairs else 'kept '}pairs to train on")
+    as_pairs(pairs)  # every image present and readable
+    check_output(args.out, "folder")
+    if args.overwrite and args.out.is_dir() and any(args.out.iterdir()):
+        if not (args.out / RUN_FILE).is_file() and not (args.out / "train_config.toml").is_file():
+            raise FileExistsError(f"--overwrite would clear {args.out}, which is not an artaug training folder")
+        shutil.rmtree(args.out)
+
+    # 2. Train (resumes what --out holds when it is the same run).
     print(f"training a {config.mode} LoRA on {len(pairs)} pairs from {args.pairs_dir}", file=sys.stderr)
     result = train_lora(args.painter, pairs, config, args.out, kohya=args.format != "diffusers")
     if args.format == "kohya":
@@ -131,34 +129,20 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_bootstrap(args: argparse.Namespace) -> int:
-    from artaug.commands.synth import TINY_PRESET
-    from artaug.config import parse_set_options
     from artaug.synth.prompts import read_prompts
-    from artaug.synth.run import load_synth_config
-    from artaug.train.bootstrap import BootstrapConfig, bootstrap
+    from artaug.train.bootstrap import bootstrap
 
-    # 1. The configs: synth (defaults < --tiny < file < flags < --set) and train (file < flags).
-    overrides: dict[str, str] = {}
+    # 1. One config (defaults < --tiny < --config < --set < flags), the prompt files and the output, checked first.
+    presets = None
     if args.tiny:
-        from artaug.tiny import tiny_critic_path, tiny_painter_path
+        from artaug.tiny import tiny_overrides
 
-        overrides |= TINY_PRESET | {"painter.model": str(tiny_painter_path()), "critic.model": str(tiny_critic_path())}
-    overrides |= {k: v for k, v in {"painter.model": args.painter, "critic.model": args.critic}.items() if v}
-    try:
-        overrides |= parse_set_options(args.set)
-        synth_config = load_synth_config(args.synth_config, overrides)
-        config = BootstrapConfig(iterations=args.iterations, score=args.score, min_improvement=args.min_improvement,
-                                 kohya=args.format != "diffusers", train=config_from_args(args))  # fmt: skip
-        prompts, heldout = read_prompts(args.prompts), read_prompts(args.heldout)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        presets = tiny_overrides()
+    config = config_from_args(args, presets)
+    prompts, heldout = read_prompts(args.prompts), read_prompts(args.heldout)
+    check_output(args.out, "folder")
     # 2. Run (resumes whatever --out holds) and print the table.
-    try:
-        report = bootstrap(prompts, heldout, synth_config, config, args.out)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    report = bootstrap(prompts, heldout, config, args.out, kohya=args.format != "diffusers")
     print(report.table())
     print(f"stopped: {report.stopped}")
     print(f"final LoRA: {report.final or 'none (no iteration improved the held-out score)'}")
@@ -170,6 +154,9 @@ def run_merge(args: argparse.Namespace) -> int:
     from artaug.train.lora_io import load_lora, save_kohya, save_lora
     from artaug.train.merge import merge_loras, recompress
 
+    if args.weights is not None and len(args.weights) != len(args.inputs):
+        raise ValueError(f"--weights gives {len(args.weights)} multipliers for {len(args.inputs)} LoRAs")
+    check_output(args.out, "file" if args.out.suffix == ".safetensors" else "folder")
     loras, sources = [], []
     for path in args.inputs:
         lora, _ = load_lora(path)
@@ -197,6 +184,7 @@ def run_merge(args: argparse.Namespace) -> int:
 def run_kohya(args: argparse.Namespace) -> int:
     from artaug.train.lora_io import load_lora, save_kohya
 
+    check_output(args.out, "file" if args.out.suffix == ".safetensors" else "folder")
     lora, metadata = load_lora(args.input)
     metadata.pop("lora_adapter_metadata", None)
     metadata.pop("format", None)

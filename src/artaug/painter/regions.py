@@ -100,24 +100,24 @@ def blend(
     v_global: torch.Tensor,
     v_regions: torch.Tensor,
     masks: torch.Tensor,
-    strengths: Sequence[float] | torch.Tensor,
+    edit_weights: Sequence[float] | torch.Tensor,
 ) -> torch.Tensor:
     """ArtAug's partition formula: ``(v(P) + sum_i s_i B(M_i) v(P_i)) / (1 + sum_i s_i B(M_i))``.
 
     ``v_global`` is ``(..., S, C)``, ``v_regions`` is ``(N, ..., S, C)`` (one prediction per region prompt), ``masks``
-    is ``(N, S)`` (already blurred if wanted) and ``strengths`` has N entries. It is evaluated in the algebraically
-    equal residual form ``v(P) + sum_i w_i (v(P_i) - v(P)) / (1 + sum_i w_i)`` with ``w_i = s_i M_i``, so that the
-    result is *bit-exactly* the global prediction wherever every mask is 0, and wherever the regional predictions
-    equal the global one.
+    is ``(N, S)`` (already blurred if wanted) and ``edit_weights`` (the ``s_i``) has N entries. It is evaluated in
+    the algebraically equal residual form ``v(P) + sum_i w_i (v(P_i) - v(P)) / (1 + sum_i w_i)`` with
+    ``w_i = s_i M_i``, so that the result is *bit-exactly* the global prediction wherever every mask is 0, and
+    wherever the regional predictions equal the global one.
     """
     n = v_regions.shape[0]
-    if masks.shape[0] != n or len(strengths) != n:
-        raise ValueError(f"blend needs one mask and one strength per region: {n} predictions, {masks.shape[0]} masks")
+    if masks.shape[0] != n or len(edit_weights) != n:
+        raise ValueError(f"blend needs one mask and one weight per region: {n} predictions, {masks.shape[0]} masks")
     if v_regions.shape[1:] != v_global.shape:
         raise ValueError(f"regional predictions {tuple(v_regions.shape)} do not match global {tuple(v_global.shape)}")
     if n == 0:
         return v_global
-    s = torch.as_tensor(strengths, dtype=torch.float32, device=masks.device)
+    s = torch.as_tensor(edit_weights, dtype=torch.float32, device=masks.device)
     weights = s[:, None] * masks.float()  # (N, S)
     # (N, 1, ..., 1, S, 1): broadcast over leading batch dims of v_global and over the channel dim.
     weights = weights.view(n, *([1] * (v_global.dim() - 2)), -1, 1).to(v_global.device, torch.float32)

@@ -3,18 +3,21 @@
 Replay repaints the first painting and every round's revision (each from the painting that was best at the time)
 and compares the pixels with the files the run wrote. It also re-parses each critique's raw text and checks that
 today's parser still reads the same edits, so a parser change that would alter old runs is caught too.
+
+A trail may come from someone else: it is read with bounded JSON, and every image it names must lie inside the
+trail's own folder (``artaug.files.confined``); the painter it names is shown before anything loads (the CLI
+refuses hub ids unless asked).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from artaug.critic import parse_critique
+from artaug.files import confined, open_image, read_json
 from artaug.types import Painting, Trail
 
 
@@ -56,13 +59,25 @@ class ReplayReport:
 
 
 def load_trail(path: str | Path) -> Trail:
+    """A trail file, validated: bounded JSON, every request and edit checked, image names inside its folder."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"trail file {path} does not exist")
+    data = read_json(path, what="trail file")
     try:
-        return Trail.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{path} is not an artaug trail: {error}") from error
+        trail = Trail.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{path} is not an artaug trail ({type(error).__name__}: {error})") from None
+    files = trail.provenance.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise ValueError(f"{path} is not an artaug trail (provenance.files is not a table of file names)")
+    for name in [*files.values(), *(r.image_path for r in trail.rounds if r.image_path)]:
+        confined(path.parent, name, what=f"image named in {path}")
+    return trail
+
+
+def trail_painter(trail: Trail) -> str:
+    """The painter (hub id or folder) a trail names, or ``""``."""
+    painter = trail.provenance.get("painter", {})
+    return painter.get("id", "") if isinstance(painter, dict) and isinstance(painter.get("id", ""), str) else ""
 
 
 def replay(trail_path: str | Path, painter) -> ReplayReport:
@@ -107,11 +122,15 @@ def replay(trail_path: str | Path, painter) -> ReplayReport:
 def _compare(report: ReplayReport, folder: Path, name: str | None, painting: Painting, label: str) -> None:
     if not name:
         return
-    path = folder / name
+    path = confined(folder, name, what="image named in the trail")
     if not path.is_file():
         report.missing.append(f"{label}: {path}")
         return
-    stored = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+    try:
+        stored = np.asarray(open_image(path, what=f"{label} image").convert("RGB"), dtype=np.int16)
+    except ValueError as error:
+        report.missing.append(f"{label}: {error}")
+        return
     fresh = np.asarray(painting.image.convert("RGB"), dtype=np.int16)
     if stored.shape != fresh.shape:
         report.diffs.append(ImageDiff(f"{label} ({name})", 255, stored.shape[0] * stored.shape[1], fresh.size // 3))

@@ -15,34 +15,27 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
-
-from PIL import Image
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from artaug.config import Config, LoopConfig, PainterConfig
 from artaug.types import Cost, Critique, Edit, Painting, PaintRequest, Round, Trail
 
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from artaug.critic import Critic
+    from artaug.judge import Judge
+
 
 class Painter(Protocol):
+    """What the loop needs of a painter (``artaug.painter.FluxPainter``, or any other family)."""
+
     model_id: str
 
     def paint(
         self, request: PaintRequest, init: Painting | None = None, progress: Callable[[int, int], None] | None = None
     ) -> Painting: ...
-
-
-class Critic(Protocol):
-    def critique(self, image: Image.Image, prompt: str) -> Critique: ...
-
-
-class Judge(Protocol):
-    def check(self, image: Image.Image, latents: Any = None) -> list[str]: ...
-
-    def scores(self, image: Image.Image, prompt: str) -> dict[str, float]: ...
-
-    def compare(self, before_image, after_image, prompt, before_scores=None, after_latents=None) -> Any: ...
-
-    def epsilon(self, name: str) -> float: ...
 
 
 # ---- events -------------------------------------------------------------------------------------------------------
@@ -108,6 +101,7 @@ class LoopResult:
     first: Painting
     final: Painting
     paintings: dict[int, Painting] = field(default_factory=dict)
+    output: Path | None = None  # where ``artaug.paint`` wrote the run, when it wrote one
 
 
 # ---- the loop -----------------------------------------------------------------------------------------------------
@@ -188,13 +182,17 @@ def run(
         revision = painter.paint(record.request, init=best, progress=_stepper(emit, index))
         paintings[index] = revision
         verdict = judge.compare(
-            best.image, revision.image, prompt, before_scores=best_scores, after_latents=revision.latents
+            best.image,
+            revision.image,
+            prompt,
+            before_scores=best_scores,
+            after_latents=revision.latents,
+            first_scores=first_scores,
         )
-        drift = _drift_from_first(verdict.scores, first_scores, judge)
         record.scores = dict(verdict.scores)
         record.problems = list(verdict.problems)
-        record.accepted = verdict.accepted and not drift
-        record.reasons = list(verdict.reasons) + drift
+        record.accepted = verdict.accepted
+        record.reasons = list(verdict.reasons)
         record.cost = Cost(
             transformer_passes=revision.cost.transformer_passes,
             steps=revision.cost.steps,
@@ -254,7 +252,7 @@ def first_request(prompt: str, painter: PainterConfig, seed: int) -> PaintReques
 
 def revision_request(base: PaintRequest, critique: Critique, loop: LoopConfig) -> PaintRequest:
     """Same seed and size as ``base``; the critique's edits (and rewritten global prompt) painted regionally."""
-    edits = tuple(Edit(e.box, e.prompt, e.reason, e.label, loop.edit_strength) for e in critique.edits)
+    edits = tuple(Edit(e.box, e.prompt, e.reason, e.label, loop.edit_weight) for e in critique.edits)
     prompt = critique.global_prompt if (loop.use_global_prompt and critique.global_prompt) else base.prompt
     return replace(
         base,
@@ -278,16 +276,6 @@ def _critique(critic: Critic | None, image: Image.Image, prompt: str) -> Critiqu
         critique = Critique(error=f"{type(error).__name__}: {error}")
     critique.seconds = critique.seconds or time.perf_counter() - started
     return critique
-
-
-def _drift_from_first(scores: dict[str, float], first: dict[str, float], judge: Judge) -> list[str]:
-    """Reasons a revision has drifted below the *first* painting: small per-round losses must not add up."""
-    reasons = []
-    for name in sorted(scores.keys() & first.keys()):
-        epsilon = judge.epsilon(name)
-        if scores[name] < first[name] - epsilon:
-            reasons.append(f"{name} {scores[name]:.2f} fell below the first painting's {first[name]:.2f} - {epsilon}")
-    return reasons
 
 
 def _stepper(emit: Callable[[Event], None], index: int) -> Callable[[int, int], None]:

@@ -5,7 +5,7 @@ preparation, packing, timesteps, scheduler, VAE); only the denoising loop is wri
 needs to change what each step predicts. Without edits the loop is step for step the pipeline's, so the image is
 pixel-identical to ``FluxPipeline(...)`` with ``generator=torch.Generator("cpu").manual_seed(seed)``.
 
-Regional modes (see ``artaug.regions``):
+Regional modes (see ``artaug.painter.regions``):
 
 * ``blend`` -- ArtAug's partition formula: the global prompt and every local prompt are predicted in one batched
   transformer call per step (1 + N sequences) and mixed by their box masks.
@@ -14,23 +14,25 @@ Regional modes (see ``artaug.regions``):
   By default they compute the masked attention as unmasked calls over groups of queries that share their allowed
   keys (``attention_impl="grouped"``: a mask would rule out FlashAttention); ``"mask"`` hands the mask to diffusers'
   own processors instead (the reference, identical to ``FluxPipeline`` with ``joint_attention_kwargs``). The mask is
-  hard (every token a box touches), so ``blur_sigma`` and ``Edit.strength`` apply to blend mode only.
+  hard (every token a box touches), so ``blur_sigma`` and ``Edit.weight`` apply to blend mode only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-import torch.nn.functional as F
 
-from artaug import regions
+from artaug.config import ATTENTION_IMPLS, OFFLOAD_MODES, PainterConfig
+from artaug.painter import regions
+from artaug.painter.attention import GroupedRegionalAttnProcessor, RegionalAttnProcessor, regional_processors
 from artaug.types import Cost, Painting, PaintRequest
 
 if TYPE_CHECKING:
@@ -39,8 +41,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Offload = Literal["none", "model", "sequential"]
-OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential")
-DEFAULT_PAINTER = "black-forest-labs/FLUX.1-dev"
 # How attention mode applies its mask: "grouped" runs unmasked attention per group of queries that share allowed keys
 # (fused kernels stay usable); "mask" hands the boolean mask to the pipeline's own processors (the reference).
 AttentionImpl = Literal["grouped", "mask"]
@@ -59,15 +59,23 @@ class FluxPainter:
     """
 
     def __init__(
-        self, pipe: FluxPipeline, model_id: str = "", *, max_batch: int | None = None, cache_prompts: bool = True
+        self,
+        pipe: FluxPipeline,
+        model_id: str = "",
+        *,
+        max_batch: int | None = None,
+        cache_prompts: bool = True,
+        attention_impl: AttentionImpl = "grouped",
     ) -> None:
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be >= 1 or None, got {max_batch}")
+        if attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {attention_impl!r}")
         self.pipe = pipe
         self.model_id = model_id or getattr(pipe.config, "_name_or_path", "") or type(pipe).__name__
         self.max_batch = max_batch
         self.cache_prompts = cache_prompts
-        self.attention_impl: AttentionImpl = "grouped"
+        self.attention_impl: AttentionImpl = attention_impl
         self._prompt_cache: OrderedDict[tuple, tuple[torch.Tensor, ...]] = OrderedDict()
         self._lora_scales: dict[str, float] = {}
         self._fused = False
@@ -79,25 +87,28 @@ class FluxPainter:
         cls,
         id_or_dir: str,
         *,
-        dtype: torch.dtype | None = None,
-        device: str | None = None,
+        dtype: torch.dtype | str = "auto",
+        device: str = "auto",
         offload: Offload = "none",
+        attention_impl: AttentionImpl = "grouped",
     ) -> FluxPainter:
         """Load a FLUX pipeline from a hub id (``black-forest-labs/FLUX.1-dev``) or a local diffusers folder.
 
-        ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU; ``device`` to CUDA when available. ``offload``
+        ``device`` and ``dtype`` "auto" follow ``artaug.devices`` (bfloat16 on CUDA, float32 on the CPU). ``offload``
         "model" moves whole components to the GPU only while they run (FLUX.1-dev on a 24 GB card), "sequential"
         does it layer by layer (slowest, least memory).
         """
         from diffusers import FluxPipeline
 
+        from artaug.devices import resolve_device, resolve_dtype
+
         if offload not in OFFLOAD_MODES:
             raise ValueError(f"offload must be one of {OFFLOAD_MODES}, got {offload!r}")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device)
         if offload != "none" and torch.device(device).type == "cpu":
             raise ValueError(f"offload={offload!r} moves weights to an accelerator while they run; device is {device}")
-        if dtype is None:
-            dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+        if not isinstance(dtype, torch.dtype):
+            dtype = resolve_dtype(dtype, device)
         source = _resolve_source(id_or_dir)
         try:
             pipe = FluxPipeline.from_pretrained(source, dtype=dtype)
@@ -116,13 +127,34 @@ class FluxPainter:
             pipe.enable_sequential_cpu_offload(device=device)
         else:
             pipe.to(device)
-        return cls(pipe, source)
+        return cls(pipe, source, attention_impl=attention_impl)
+
+    @classmethod
+    def from_config(cls, config: PainterConfig) -> FluxPainter:
+        """The painter a ``[painter]`` section names, with its LoRA (if any) loaded and fused."""
+        painter = cls.from_pretrained(
+            config.model,
+            dtype=config.dtype,
+            device=config.device,
+            offload=config.offload,
+            attention_impl=config.attention_impl,
+        )
+        if config.lora:
+            painter.load_lora(config.lora)
+            painter.fuse_lora()
+        return painter
 
     # ------------------------------------------------------------------ LoRA (diffusers' own API)
 
     def load_lora(self, path_or_id: str, adapter_name: str = "artaug", scale: float = 1.0) -> None:
         """Load a LoRA with ``load_lora_weights`` and activate it at ``scale`` beside any already loaded."""
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale)):
+            raise ValueError(f"LoRA scale must be a finite number, got {scale!r}")
         self.pipe.load_lora_weights(path_or_id, adapter_name=adapter_name)
+        bad = [n for n, p in self.pipe.transformer.named_parameters() if adapter_name in n and not p.isfinite().all()]
+        if bad:
+            self.pipe.delete_adapters(adapter_name)
+            raise ValueError(f"LoRA {path_or_id} holds NaN or infinite weights (e.g. {bad[0]}); it was not loaded")
         self._lora_scales[adapter_name] = scale
         self.pipe.set_adapters(list(self._lora_scales), adapter_weights=list(self._lora_scales.values()))
         self.clear_prompt_cache()
@@ -228,7 +260,7 @@ class FluxPainter:
             predict, passes = self._blend(request, embeds, pooled, text_ids, image_ids, guidance, device)
             return predict, passes, contextlib.nullcontext()
         predict, mask = self._attention(request, embeds, pooled, image_ids, guidance, device)
-        return predict, 1, _regional_processors(self.pipe.transformer, self._processor_factory(mask, device))
+        return predict, 1, regional_processors(self.pipe.transformer, self._processor_factory(mask, device))
 
     def _processor_factory(self, mask: torch.Tensor, device: torch.device) -> Callable[[Any], Any]:
         """original processor -> the regional processor that replaces it for one call, per ``attention_impl``."""
@@ -337,11 +369,11 @@ class FluxPainter:
         all_pooled = torch.cat([p for _, p in encoded])
         which = [prompts.index(e.prompt) for e in request.edits]
         masks = region_masks(request)
-        strengths = [e.strength for e in request.edits]
+        edit_weights = [e.weight for e in request.edits]
 
         def predict(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             v = self._batched(latents, t, all_embeds, all_pooled, text_ids, image_ids, guidance)
-            return regions.blend(v[:1], v[which, None], masks.to(v.device), strengths)
+            return regions.blend(v[:1], v[which, None], masks.to(v.device), edit_weights)
 
         return predict, len(prompts)
 
@@ -458,88 +490,3 @@ def _resolve_source(id_or_dir: str) -> str:
     if looks_like_path or not id_or_dir.strip():
         raise FileNotFoundError(f"painter folder {id_or_dir!r} does not exist")
     return id_or_dir
-
-
-class RegionalAttnProcessor:
-    """Wraps a transformer's own attention processor and hands it the regional mask (``attention_impl="mask"``).
-
-    Delegating (instead of reimplementing attention) keeps whatever backend the processor was set up with; a mask
-    rules out FlashAttention, though, so SDPA falls back to slower kernels.
-    """
-
-    def __init__(self, inner: Any, mask: torch.Tensor) -> None:
-        self.inner = inner
-        self.mask = mask
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
-        if attention_mask is not None:
-            raise ValueError("regional attention cannot be combined with another attention_mask")
-        mask = self.mask.to(hidden_states.device)
-        return self.inner(attn, hidden_states, encoder_hidden_states, mask, image_rotary_emb)
-
-
-class GroupedRegionalAttnProcessor:
-    """FLUX joint attention computed group by group (``regions.attention_groups``), each group without a mask.
-
-    The projections, QK norms, rotary embedding and output projections are those of diffusers' ``FluxAttnProcessor``
-    (double-stream blocks pass the text separately, single-stream blocks pass [text, image] at once); only the
-    attention call differs. Tested against the masked reference.
-    """
-
-    def __init__(self, groups: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        self.groups = groups
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
-        from diffusers.models.embeddings import apply_rotary_emb
-
-        if attention_mask is not None:
-            raise ValueError("regional attention cannot be combined with another attention_mask")
-        query, key, value = (
-            _heads(x, attn.head_dim) for x in _project(attn, hidden_states, attn.to_q, attn.to_k, attn.to_v)
-        )
-        query, key = attn.norm_q(query), attn.norm_k(key)
-        if encoder_hidden_states is not None and attn.added_kv_proj_dim is not None:
-            text = _project(attn, encoder_hidden_states, attn.add_q_proj, attn.add_k_proj, attn.add_v_proj, added=True)
-            text_q, text_k, text_v = (_heads(x, attn.head_dim) for x in text)
-            text_q, text_k = attn.norm_added_q(text_q), attn.norm_added_k(text_k)
-            query, key, value = (torch.cat(pair, dim=1) for pair in ((text_q, query), (text_k, key), (text_v, value)))
-        if image_rotary_emb is not None:
-            query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
-            key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
-
-        # (B, L, H, D) -> (B, H, L, D); every query row belongs to exactly one group.
-        query, key, value = (x.transpose(1, 2) for x in (query, key, value))
-        out = torch.empty_like(query)
-        for rows, cols in self.groups:
-            out[:, :, rows] = F.scaled_dot_product_attention(query[:, :, rows], key[:, :, cols], value[:, :, cols])
-        out = out.transpose(1, 2).flatten(2, 3).to(query.dtype)
-
-        if encoder_hidden_states is None:
-            return out
-        text_len = encoder_hidden_states.shape[1]
-        text_out, image_out = out[:, :text_len], out[:, text_len:]
-        image_out = attn.to_out[1](attn.to_out[0](image_out.contiguous()))
-        return image_out, attn.to_add_out(text_out.contiguous())
-
-
-def _project(attn, states, to_q, to_k, to_v, added: bool = False) -> tuple[torch.Tensor, ...]:
-    # Layers whose QKV projections were fused (``transformer.fuse_qkv_projections()``) carry one packed linear.
-    fused = getattr(attn, "to_added_qkv" if added else "to_qkv", None)
-    if getattr(attn, "fused_projections", False) and fused is not None:
-        return fused(states).chunk(3, dim=-1)
-    return to_q(states), to_k(states), to_v(states)
-
-
-def _heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
-    return x.unflatten(-1, (-1, head_dim))
-
-
-@contextlib.contextmanager
-def _regional_processors(transformer: Any, make: Callable[[Any], Any]) -> Iterator[None]:
-    """Install ``make(original)`` on every attention layer for the duration of the block, then restore them."""
-    original = transformer.attn_processors
-    transformer.set_attn_processor({name: make(p) for name, p in original.items()})
-    try:
-        yield
-    finally:
-        transformer.set_attn_processor(dict(original))
