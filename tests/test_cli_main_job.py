@@ -72,3 +72,37 @@ def test_demo_runs_offline(tmp_path, capsys):
     assert notes["rounds"][0]["request"]["edits"][0]["prompt"].startswith("a low golden sun")
     assert notes["provenance"]["template_version"].startswith("recorded@")
     assert "run_notes/" in capsys.readouterr().out
+
+
+def test_an_existing_run_is_never_silently_overwritten(tiny_painter_dir, tmp_path, capsys):
+    from importlib.resources import files
+
+    notes = str(files("artaug") / "data" / "demo_critique.txt")  # two rounds of edits, then "no changes"
+    run = tmp_path / "run"
+    base = ["paint", "a lighthouse", "--painter", str(tiny_painter_dir), "--critic", notes, *TINY]
+    assert main([*base, "--rounds", "2", "--output", str(run)]) == 0
+    assert {"round_01.png", "round_02.png"} <= {p.name for p in run.iterdir()}
+    first = (run / "trail.json").read_bytes()
+
+    # 1. Again into the same folder: a numbered sibling, the old run untouched.
+    assert main([*base, "--rounds", "1", "--output", str(run)]) == 0
+    assert f"writing {tmp_path / 'run-2'} instead" in capsys.readouterr().err
+    assert (run / "trail.json").read_bytes() == first and (tmp_path / "run-2" / "trail.json").is_file()
+
+    # 2. --overwrite clears the old run first: no round file of the longer run is left behind.
+    assert main([*base, "--rounds", "1", "--output", str(run), "--overwrite"]) == 0
+    assert "round_02.png" not in {p.name for p in run.iterdir()}
+    assert json.loads((run / "trail.json").read_text())["first_request"]["seed"] == 1
+
+    # 3. --overwrite never clears a folder that is not an artaug run.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("years of work")
+    assert main([*base, "--rounds", "1", "--output", str(tmp_path / "mine"), "--overwrite"]) == 2
+    assert "not an artaug run folder" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "years of work"
+
+    # 4. One image: painting.png exists, so painting-2.png.
+    single = tmp_path / "one.png"
+    assert main([*base, "--rounds", "0", "--output", str(single)]) == 0
+    assert main([*base, "--rounds", "0", "--output", str(single)]) == 0
+    assert (tmp_path / "one-2.png").is_file()

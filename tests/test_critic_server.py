@@ -6,6 +6,7 @@ from ``critique``; the API key never appears in errors, logs, reprs or critiques
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -291,3 +292,74 @@ def test_cli_against_an_endpoint(fake, tmp_path, capsys):
     fake.answers = [(500, {"error": "down"}, 0.0)]
     assert main([*args, "--max-retries", "0"]) == 1  # the critic failed: said so, no traceback
     assert "FAILED" in capsys.readouterr().out
+
+
+# --- an endpoint that is an outsider: trickling, oversized, deeply nested ------------------------------------------
+
+
+@pytest.fixture
+def raw_server():
+    """A server whose whole response (status line, headers, body) is written by the test, at the pace it wants."""
+    behaviour = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                behaviour["respond"](self.wfile)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    behaviour["url"] = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    yield behaviour
+    server.shutdown()
+    server.server_close()
+
+
+def _headers(wfile, length: int) -> None:
+    wfile.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode())
+    wfile.flush()
+
+
+def test_a_trickling_endpoint_cannot_outlast_the_total_timeout(raw_server):
+    body = json.dumps(completion("no changes")).encode()
+
+    def trickle(wfile):  # one byte every 0.2 s: each read is quick, the whole answer would take minutes
+        _headers(wfile, len(body))
+        for byte in body:
+            wfile.write(bytes([byte]))
+            wfile.flush()
+            time.sleep(0.2)
+
+    raw_server["respond"] = trickle
+    started = time.monotonic()
+    critique = quick(raw_server["url"], timeout=1.5, max_retries=0).critique(IMAGE, "a meadow")
+    assert time.monotonic() - started < 4 and "total time limit" in critique.error
+
+
+def test_an_oversized_body_is_refused(raw_server):
+    body = json.dumps(completion("x" * 6_000_000)).encode()
+
+    def huge(wfile):
+        _headers(wfile, len(body))
+        wfile.write(body)
+
+    raw_server["respond"] = huge
+    critique = quick(raw_server["url"], max_retries=0).critique(IMAGE, "a meadow")
+    assert critique.edits == [] and "larger than" in critique.error
+
+
+def test_a_deeply_nested_body_is_an_unusable_answer_not_a_crash(raw_server):
+    body = ("[" * 200_000 + "]" * 200_000).encode()
+
+    def nested(wfile):
+        _headers(wfile, len(body))
+        wfile.write(body)
+
+    raw_server["respond"] = nested
+    critique = quick(raw_server["url"], max_retries=0).critique(IMAGE, "a meadow")
+    assert critique.edits == [] and critique.error and "unusable response" in critique.error

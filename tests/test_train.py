@@ -160,6 +160,45 @@ def test_resume_is_bit_identical(pipe, pairs, tmp_path):
     assert len(list((tmp_path / "split" / "stage2" / "checkpoints").glob("step-*"))) == config.keep_checkpoints
 
 
+class _Planted:
+    """Unpickling this runs code: it must never happen on resume."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(__file__).parent / "unpickled-marker",))
+
+
+def test_resume_reads_no_pickle_and_only_the_same_run(pipe, pairs, tmp_path):
+    config = tiny_config(steps=4, checkpoint_every=1)
+    out = tmp_path / "run"
+    assert not train_lora(pipe, pairs, config, out, stop_after=2).complete
+    checkpoint = max((out / "stage1" / "checkpoints").glob("step-*"))
+    assert {p.name for p in checkpoint.iterdir()} == {
+        "lora.safetensors", "state.safetensors", "state.json", "progress.json", "generator-0.safetensors"
+    }  # fmt: skip
+    marker = Path(__file__).parent / "unpickled-marker"
+    for name in ("state.pt", "generator-0.pt", "optimizer.bin"):
+        torch.save(_Planted(), checkpoint / name)
+
+    # 1. Other data or settings: refused before anything is read from the checkpoint, saying what differs.
+    with pytest.raises(ValueError, match=r"learning_rate 0.001 → 0.01") as changed:
+        train_lora(pipe, pairs, tiny_config(steps=4, checkpoint_every=1, learning_rate=1e-2), out)
+    assert "only the same run" in str(changed.value)
+    with pytest.raises(ValueError, match="rank 4 → 8"):
+        train_lora(pipe, pairs, tiny_config(steps=4, checkpoint_every=1, rank=8), out)
+    with pytest.raises(ValueError, match="dataset_hash"):
+        train_lora(pipe, pairs[:1], config, out)
+
+    # 2. The same run resumes from safetensors + JSON and never unpickles what was planted beside them.
+    result = train_lora(pipe, pairs, config, out)
+    assert result.complete and not marker.exists()
+
+    # 3. A damaged checkpoint is a clear error, not a crash in the optimizer.
+    damaged = max((out / "stage1" / "checkpoints").glob("step-*"))
+    (damaged / "state.json").write_text('{"dict": [["x", {"tensor": "missing"}]]}')
+    with pytest.raises(ValueError, match="is damaged"):
+        train_lora(pipe, pairs, config, out)
+
+
 def test_config_validation_and_8bit_error(tmp_path):
     with pytest.raises(ValueError, match="resolution"):
         tiny_config(resolution=70)

@@ -66,6 +66,10 @@ def _template(value: str) -> str | None:
     return f"must be auto, grounding, json, a packaged template name or an existing file; got {value!r}"
 
 
+def _optional_model_spec(value: str) -> str | None:
+    return None if not value else _model_spec(value)
+
+
 def _env_name(value: str) -> str | None:
     return None if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value) else f"{value!r} is not a variable name"
 
@@ -103,7 +107,9 @@ class PainterConfig(Section):
         "grouped", "how attention mode applies its mask: grouped (unmasked kernels per group) or mask (reference)",
         choices=ATTENTION_IMPLS,
     )  # fmt: skip
-    lora: str = setting("", "optional LoRA (file, folder or hub id) loaded and fused before painting")
+    lora: str = setting(
+        "", "optional LoRA (file, folder or hub id) loaded and fused before painting", check=_optional_model_spec
+    )
     height: int = setting(1024, "image height in pixels", min=16, max=4096, check=_multiple_of_16)
     width: int = setting(1024, "image width in pixels", min=16, max=4096, check=_multiple_of_16)
     num_inference_steps: int = setting(

@@ -107,7 +107,7 @@ def loads_json(text: str | bytes, *, where: str = "JSON", max_bytes: int = MAX_J
         raise ValueError(f"{where} nests {depth} levels deep, more than the {MAX_JSON_DEPTH} allowed")
     try:
         return json.loads(text, parse_constant=_no_constant)
-    except (json.JSONDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, NaN/Infinity, nesting the scan missed
         raise ValueError(f"{where} is not valid JSON ({error})") from None
 
 

@@ -62,6 +62,8 @@ def describe(error: BaseException) -> tuple[int, str]:
     if isinstance(error, PermissionError):
         return 2, f"permission denied: {error.filename or error}"
     text = " ".join(str(error).split()) or type(error).__name__
+    if type(error).__module__ == "sqlite3":  # a ledger that the store's own checks did not already explain
+        return 1, f"the synth store's ledger failed ({type(error).__name__}: {text}); see `artaug synth stats`"
     if isinstance(error, INPUT_ERRORS):
         return 2, text
     if isinstance(error, OSError):

@@ -62,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
         drawn = draw_critique(image, critique)
         atomic_write(args.draw, lambda file: drawn.save(file, format="PNG"))
         print(f"drew the critique onto {args.draw}", file=sys.stderr)
-    return 1 if critique.error else 0
+    if critique.error:
+        print(f"error: the critic gave no answer: {critique.error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _text(critique) -> str:

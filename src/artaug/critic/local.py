@@ -96,7 +96,7 @@ class LocalCritic(Critic):
         try:
             processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
             model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, local_files_only=local_files_only)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise OSError(
                 f"could not load the critic {source!r}: {exc}\nWithout access to the Hugging Face Hub, download it on "
                 f"a machine that has it (`hf download {source} --local-dir FOLDER`) and pass FOLDER instead."

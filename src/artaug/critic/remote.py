@@ -322,4 +322,7 @@ def _answer_text(response: Any) -> str:
 def _describe(exc: Exception) -> str:
     status = getattr(exc, "status_code", None)
     message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    cause = exc.__cause__  # the SDK wraps transport errors ("Connection error."): say what actually happened
+    if cause is not None and str(cause) and str(cause) not in message:
+        message += f" ({type(cause).__name__}: {str(cause).splitlines()[0][:200]})"
     return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {message}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from artaug.config import Config
@@ -18,12 +19,18 @@ class Components:
 
     @classmethod
     def load(cls, config: Config, *, with_critic: bool = True) -> Components:
-        from artaug.critic import critic_from_config
+        """Load what ``config`` names. Critics without weights (an endpoint, notes written in advance) are built
+        first, so a bad URL or notes file is reported before the painter's gigabytes load."""
+        from artaug.critic import critic_from_config, is_url
         from artaug.judge import Judge
         from artaug.painter import FluxPainter
 
+        wanted = with_critic and config.loop.rounds > 0
+        weightless = is_url(config.critic.model) or Path(config.critic.model).is_file()
+        critic = critic_from_config(config.critic) if wanted and weightless else None
         painter = FluxPainter.from_config(config.painter)
-        critic = critic_from_config(config.critic) if with_critic and config.loop.rounds > 0 else None
+        if wanted and not weightless:
+            critic = critic_from_config(config.critic)
         judge = Judge.from_config(config.judge, critic=critic)
         return cls(painter, critic, judge)
 

@@ -33,6 +33,7 @@ import torch
 from artaug.config import ATTENTION_IMPLS, OFFLOAD_MODES, PainterConfig
 from artaug.painter import regions
 from artaug.painter.attention import GroupedRegionalAttnProcessor, RegionalAttnProcessor, regional_processors
+from artaug.painter.lora import read_lora_tensors
 from artaug.types import Cost, Painting, PaintRequest
 
 if TYPE_CHECKING:
@@ -132,6 +133,8 @@ class FluxPainter:
     @classmethod
     def from_config(cls, config: PainterConfig) -> FluxPainter:
         """The painter a ``[painter]`` section names, with its LoRA (if any) loaded and fused."""
+        if config.lora and os.path.exists(config.lora):
+            read_lora_tensors(config.lora)  # a bad LoRA file is an error before gigabytes of weights load
         painter = cls.from_pretrained(
             config.model,
             dtype=config.dtype,
@@ -150,7 +153,14 @@ class FluxPainter:
         """Load a LoRA with ``load_lora_weights`` and activate it at ``scale`` beside any already loaded."""
         if not (isinstance(scale, (int, float)) and math.isfinite(scale)):
             raise ValueError(f"LoRA scale must be a finite number, got {scale!r}")
-        self.pipe.load_lora_weights(path_or_id, adapter_name=adapter_name)
+        if os.path.exists(path_or_id):
+            read_lora_tensors(path_or_id)  # a local file is checked before diffusers touches the model
+        try:
+            self.pipe.load_lora_weights(path_or_id, adapter_name=adapter_name)
+        except (RuntimeError, ValueError, KeyError, IndexError) as error:  # made for another model's shapes or layers
+            if adapter_name in getattr(self.pipe.transformer, "peft_config", {}):
+                self.pipe.delete_adapters(adapter_name)
+            raise ValueError(f"LoRA {path_or_id} does not fit the painter {self.model_id} ({error})") from None
         bad = [n for n, p in self.pipe.transformer.named_parameters() if adapter_name in n and not p.isfinite().all()]
         if bad:
             self.pipe.delete_adapters(adapter_name)

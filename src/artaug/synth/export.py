@@ -177,6 +177,6 @@ def _sidecar_row(pair: PairRecord, where: dict[str, str]) -> dict[str, Any]:
 
 
 def _version() -> str:
-    from artaug import __version__
+    from artaug.provenance import versions
 
-    return __version__
+    return versions()["artaug"]

@@ -114,6 +114,10 @@ class LeaseLost(RuntimeError):
     """The worker's lease on a prompt expired and another worker took it (or committed it) meanwhile."""
 
 
+class StoreLocked(OSError):
+    """Another process held the ledger's write lock for longer than ``lock_timeout``."""
+
+
 class Store:
     """A synthesis store in folder ``root`` (created if missing). One instance per thread; open as many as needed.
 
@@ -129,9 +133,11 @@ class Store:
         worker: str | None = None,
         sweep: bool = True,
         readonly: bool = False,
+        lock_timeout: float = 60.0,
     ) -> None:
-        if lease_ttl <= 0:
-            raise ValueError(f"lease_ttl must be positive, got {lease_ttl}")
+        if lease_ttl <= 0 or lock_timeout < 0:
+            raise ValueError(f"lease_ttl must be positive and lock_timeout >= 0, got {lease_ttl}, {lock_timeout}")
+        self.lock_timeout = float(lock_timeout)
         self.root = Path(root).resolve()
         self.lease_ttl = float(lease_ttl)
         self.readonly = readonly
@@ -147,7 +153,7 @@ class Store:
         if self.root.exists() and not self.root.is_dir():
             raise NotADirectoryError(f"store {self.root} is a file; give a folder")
         (self.root / IMAGES).mkdir(parents=True, exist_ok=True)
-        self._db = _connect(self.root / LEDGER)
+        self._db = _connect(self.root / LEDGER, self.lock_timeout)
         self._init_schema()
         if sweep:
             self.sweep()
@@ -181,11 +187,23 @@ class Store:
         if row is None or str(row[0]) != str(SCHEMA_VERSION):
             found = "no schema" if row is None else f"schema {row[0]!r}"
             raise ValueError(f"{self.root} has store {found}; this artaug reads schema {SCHEMA_VERSION}")
+        # Every folder the ledger names is checked on open, before a job loads any model: a tampered ledger is found
+        # here, not halfway through a run.
+        for (folder,) in self._db.execute("SELECT folder FROM prompts"):
+            _safe_folder(folder, f"a prompt of {self.root / LEDGER}")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         # BEGIN IMMEDIATE takes the write lock up front, so check-then-insert sequences cannot interleave.
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+            raise StoreLocked(
+                f"the store {self.root} stayed locked by another process for {self.lock_timeout:g} s; is another "
+                "artaug job writing to it?"
+            ) from None
         try:
             yield self._db
         except BaseException:
@@ -271,7 +289,7 @@ class Store:
         interval = every if every is not None else self.lease_ttl / 3
 
         def beat() -> None:
-            db = _connect(self.root / LEDGER)
+            db = _connect(self.root / LEDGER, self.lock_timeout)
             try:
                 while not stop.wait(interval):
                     db.execute(
@@ -538,9 +556,12 @@ def _loads(text: Any, where: str) -> Any:
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
-    # mode=ro sees a live writer's commits through the WAL; media that cannot even hold the WAL's shared-memory file
-    # are opened immutable (nobody can be writing there anyway).
-    for flags in ("mode=ro", "immutable=1"):
+    # Without a WAL file beside it, the ledger is complete in its main file and no writer is attached: it is opened
+    # immutable, which reads without creating anything (a read-only connection in WAL mode would leave -shm/-wal
+    # files in someone else's folder). With a WAL (a job is running, or was killed) mode=ro sees its commits; media
+    # that cannot even hold the WAL's shared-memory file fall back to immutable.
+    wal = path.with_name(path.name + "-wal").exists()
+    for flags in ("mode=ro", "immutable=1") if wal else ("immutable=1",):
         db = sqlite3.connect(f"file:{quote(str(path))}?{flags}", uri=True, timeout=60.0, check_same_thread=False)
         try:
             db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
@@ -553,13 +574,20 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     raise ValueError(f"cannot open {path} for reading (unreadable file or folder)")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, lock_timeout: float = 60.0) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves. WAL lets readers run beside the one writer;
     # synchronous=FULL makes each commit durable before it returns (the images were fsynced before it).
-    db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("PRAGMA busy_timeout=60000")
+    try:
+        db = sqlite3.connect(path, timeout=lock_timeout, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+    except sqlite3.OperationalError as error:
+        if "locked" in str(error) or "busy" in str(error):
+            raise StoreLocked(f"the store {path.parent} is locked by another process ({error})") from None
+        raise
+    except sqlite3.DatabaseError as error:
+        raise ValueError(f"{path} is not an artaug ledger ({error})") from None
     return db
 
 

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save
 
 from artaug.files import atomic_write, loads_json
+from artaug.painter.lora import WEIGHT_NAME, lora_file, read_lora_tensors
 
 Lora = dict[str, tuple[torch.Tensor, torch.Tensor, float]]
-WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 KOHYA_WEIGHT_NAME = "pytorch_lora_weights_kohya.safetensors"
 
 # diffusers module (inside block i) -> (BFL layer, position in the fused layer, number of parts in it).
@@ -152,12 +152,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def _weights_file(path: str | Path) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        path = path / WEIGHT_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"LoRA file {path} does not exist")
-    return path
+    return lora_file(path)
 
 
 def load_lora(path: str | Path) -> tuple[Lora, dict[str, str]]:
@@ -166,13 +161,8 @@ def load_lora(path: str | Path) -> tuple[Lora, dict[str, str]]:
     Only safetensors are read (nothing is unpickled); a file that is not a LoRA, has mismatched A/B shapes or holds
     NaN or infinite weights is a ``ValueError`` naming it.
     """
-    path = _weights_file(path)
-    try:
-        with safe_open(str(path), "pt") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path} is not a safetensors LoRA file ({error})") from None
+    path = lora_file(path)
+    tensors, metadata = read_lora_tensors(path)
     scale = 1.0  # without metadata diffusers assumes alpha == r (scale 1); so do we
     if any(".lora_down.weight" in k for k in tensors):
         # kohya / ComfyUI names: diffusers' own reader converts them (alpha folded in, scale 1).
@@ -202,8 +192,6 @@ def load_lora(path: str | Path) -> tuple[Lora, dict[str, str]]:
             b = tensors.get(key.replace(".lora_A.", ".lora_B."))
             if b is None or a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[1]:
                 raise ValueError(f"{path}: layer {module} has no matching lora_B of rank {a.shape[0]}")
-            if not (a.isfinite().all() and b.isfinite().all()):
-                raise ValueError(f"{path}: layer {module} holds NaN or infinite weights")
             lora[module] = (a.float(), b.float(), scale)
     if not lora:
         raise ValueError(f"{path} holds no LoRA layers (no *.lora_A.weight / *.lora_down.weight keys)")
