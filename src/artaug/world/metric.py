@@ -28,7 +28,7 @@ POSITION_THRESHOLD = 0.1  # GenEval's
 
 
 @dataclass
-class Verdict:
+class SceneVerdict:
     """How a painting fares against its prompt: requirements ``met`` of ``total``, and why the others failed."""
 
     met: int
@@ -63,9 +63,9 @@ def relative_position(a: Detection, b: Detection) -> set[str]:
     return {name for holds, name in names if holds}
 
 
-def check(spec: SceneSpec, detections: list[Detection]) -> Verdict:
+def check(spec: SceneSpec, detections: list[Detection]) -> SceneVerdict:
     """Check every requirement of ``spec`` against ``detections``."""
-    verdict = Verdict(0, 0)
+    verdict = SceneVerdict(0, 0)
     found = [[d for d in detections if matches(o, d)] for o in spec.objects]
     for obj, hits in zip(spec.objects, found, strict=True):
         verdict.total += 1
@@ -87,7 +87,7 @@ def check(spec: SceneSpec, detections: list[Detection]) -> Verdict:
     return verdict
 
 
-def judge_image(image: Image.Image, prompt: str) -> Verdict:
+def judge_image(image: Image.Image, prompt: str) -> SceneVerdict:
     """Detect and check one painting against its world prompt."""
     return check(parse_prompt(prompt), detect(image))
 
