@@ -9,6 +9,7 @@ default and no table maps flags to fields by hand. Settings resolve in one order
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -79,6 +80,33 @@ def _parser_of(hint: Any, dotted: str) -> Any:
 
     parse.__name__ = dotted
     return parse
+
+
+def integer(low: int, high: int | None = None) -> Any:
+    """An argparse type: an integer in ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high if high is not None else '...'}], got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def finite(text: str) -> float:
+    """An argparse type: a finite number (``nan`` and ``inf`` are refused at the door)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def check_output(path: Path, kind: str = "file") -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from artaug.cli.options import add_config_file_flags, add_config_flags, check_output, config_from_args
+from artaug.cli.options import add_config_file_flags, add_config_flags, check_output, config_from_args, integer
 from artaug.config import Config
 from artaug.loop.paint import PAINT_SETTINGS
 from artaug.types import MAX_EDITS, MAX_SEED, Box, Edit, PaintRequest
@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("prompt", metavar="PROMPT", help="what to paint")
-    parser.add_argument("--seed", type=seed, default=0, help='seed N = torch.Generator("cpu").manual_seed(N) [0]')
+    parser.add_argument(
+        "--seed", type=integer(0, MAX_SEED), default=0, help='seed N = torch.Generator("cpu").manual_seed(N) [0]'
+    )
     parser.add_argument(
         "--edit",
         action="append",
@@ -48,16 +50,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_file_flags(parser)
     add_config_flags(parser, PAINT_SETTINGS, "settings (each is also a config field)")
     parser.set_defaults(func=run_paint)
-
-
-def seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seed {text!r} is not an integer") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"seed must be in [0, 2**63 - 1], got {value}")
-    return value
 
 
 def parse_edit(text: str) -> tuple[Box, str]:

@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from artaug.cli.options import add_config_file_flags, add_config_flags, check_output, config_from_args
+from artaug.cli.options import add_config_file_flags, add_config_flags, check_output, config_from_args, integer
 
 SYNTH_SETTINGS = ("painter.model", "critic.model", "loop.rounds", "synth.all_rounds")
 
@@ -34,10 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--resume", action="store_true", help="continue the store's queue (PROMPTS optional)")
     run.add_argument("--sample", action="store_true", help="use the built-in sample prompt set as PROMPTS")
     run.add_argument("--tiny", action="store_true", help="the built-in tiny models at 64 px, 2 steps (no downloads)")
-    run.add_argument("--limit", type=_positive, help="process at most this many prompts in this invocation")
+    run.add_argument("--limit", type=integer(1), help="process at most this many prompts in this invocation")
     run.add_argument("--retry-failed", action="store_true", help="run prompts that failed before again")
     run.add_argument("--ray", metavar="auto|ADDRESS", help="run on Ray: auto (running cluster, else local) or address")
-    run.add_argument("--workers", type=_positive, help="Ray actors (default: one per GPU, or 1 without GPUs)")
+    run.add_argument("--workers", type=integer(1), help="Ray actors (default: one per GPU, or 1 without GPUs)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     run.add_argument("-q", "--quiet", action="store_true", help="warnings only in the log")
     stats = parser.add_argument_group("stats")
@@ -46,20 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--format", choices=("imagefolder", "kohya", "webdataset"), help="export layout")
     export.add_argument("--to", type=Path, help="export folder (new or empty)")
     export.add_argument("--all", action="store_true", help="export dropped pairs too (default: kept only)")
-    export.add_argument("--shard-size", type=_positive, default=1000, help="pairs per WebDataset shard")
+    export.add_argument("--shard-size", type=integer(1), default=1000, help="pairs per WebDataset shard")
     add_config_file_flags(run)
     add_config_flags(run, SYNTH_SETTINGS)
     parser.set_defaults(func=main, synth_parser=parser)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def main(args: argparse.Namespace) -> int:

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 from pathlib import Path
 
-from artaug.cli.options import add_config_file_flags, add_config_flags, check_output, config_from_args
+from artaug.cli.options import (
+    add_config_file_flags,
+    add_config_flags,
+    check_output,
+    config_from_args,
+    finite,
+    integer,
+)
 from artaug.config import TrainConfig
 
 FORMATS = ("diffusers", "kohya", "both")
@@ -66,34 +72,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     merge.add_argument("inputs", nargs="+", type=Path, metavar="LORA", help="LoRA files or folders")
     merge.add_argument("--out", type=Path, required=True, help="output folder or .safetensors file")
-    merge.add_argument("--weights", type=_finite, nargs="+", help="one multiplier per input (default 1 each)")
-    merge.add_argument("--rank", type=_positive, help="re-compress to this rank by SVD")
+    merge.add_argument("--weights", type=finite, nargs="+", help="one multiplier per input (default 1 each)")
+    merge.add_argument("--rank", type=integer(1), help="re-compress to this rank by SVD")
     merge.add_argument("--format", choices=FORMATS, default="diffusers", help="file format(s) to write")
     merge.set_defaults(func=run_merge)
     kohya = actions.add_parser("kohya", help="write a diffusers-format LoRA in kohya / ComfyUI format")
     kohya.add_argument("input", type=Path, metavar="LORA", help="diffusers LoRA file or folder")
     kohya.add_argument("--out", type=Path, required=True, help="output .safetensors file or folder")
     kohya.set_defaults(func=run_kohya)
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"weights must be finite numbers, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def run_train(args: argparse.Namespace) -> int:
