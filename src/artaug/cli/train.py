@@ -38,7 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--painter", required=True, help="FLUX pipeline: hub id or local folder")
     train.add_argument("--out", type=Path, required=True, help="output folder (LoRA, config, checkpoints, cache)")
     train.add_argument("--format", choices=FORMATS, default="diffusers", help="LoRA file format(s) to write")
-    train.add_argument("--all-pairs", action="store_true", help="also train on pairs the synth filters rejected")
+    train.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="also train on pairs the synth filters dropped (never on pairs a person rejected)",
+    )
     train.add_argument("--overwrite", action="store_true", help="start over: clear the training run in --out first")
     add_config_file_flags(train)
     add_config_flags(train, TRAIN_SETTINGS, "training settings ([train] in the config file)")
@@ -91,7 +95,10 @@ def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args).train
     pairs = read_pairs(args.pairs_dir, kept_only=not args.all_pairs)
     if not pairs:
-        raise ValueError(f"{args.pairs_dir} has no {'' if args.all_pairs else 'kept '}pairs to train on")
+        raise ValueError(
+            f"{args.pairs_dir} has no {'' if args.all_pairs else 'accepted '}pairs to train on (pairs a person "
+            "rejected in the studio are left out)"
+        )
     as_pairs(pairs)  # every image present and readable
     check_output(args.out, "folder")
     if args.overwrite and args.out.is_dir() and any(args.out.iterdir()):

@@ -10,6 +10,9 @@
 Every export also writes ``artaug_pairs.jsonl`` (one line per pair: its files in this export, its files in the store,
 prompt, seed, scores, filter verdicts, and the prompt's whole trail: model ids and file hashes, raw critiques, edits,
 decisions, cost) and ``artaug_export.json`` (where it came from, when, how many).
+
+What is exported: the accepted pairs (a person accepted them, or nobody reviewed them and the filters kept them);
+``kept_only=False`` adds the pairs the filters dropped. A pair a person rejected is never exported.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def export(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty folder; export into a new folder")
     with Store(store_dir, readonly=True) as store:
-        pairs = store.pairs(kept_only=kept_only)
+        pairs = store.pairs(kept_only=kept_only, include_rejected=False)
         trails = {pid: store.trail(pid) for pid in {p.meta["prompt_id"] for p in pairs}}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -116,6 +119,8 @@ def _imagefolder(pairs: list[PairRecord], out: Path, shard_size: int) -> list[di
                 "prompt": pair.prompt,
                 "seed": pair.seed,
                 "kept": pair.kept,
+                "accepted": pair.accepted,
+                "provenance": pair.provenance,
                 # One JSON string, not nested columns: score names differ between judges and runs.
                 "scores": json.dumps(pair.scores, sort_keys=True),
             }
@@ -167,6 +172,9 @@ def _sidecar_row(pair: PairRecord, where: dict[str, str]) -> dict[str, Any]:
         "prompt": pair.prompt,
         "seed": pair.seed,
         "kept": pair.kept,
+        "accepted": pair.accepted,
+        "provenance": pair.provenance,
+        "review": pair.review,
         "before": where["before"],
         "after": where["after"],
         "store_before": str(pair.before),

@@ -20,6 +20,13 @@ checks the lease is still ours, so a worker that lost its lease cannot add a sec
 The folder must be on a local disk of the machine that writes it: SQLite's WAL needs shared memory, which network
 filesystems do not provide. Workers on other machines go through Ray (the driver writes; see ``synth.ray_backend``).
 
+A person's verdict on a pair (``review``: accepted or rejected, from the studio) is one more ledger row in the
+append-only ``reviews`` table; the latest verdict on a pair counts. A pair is **accepted** when a person accepted it,
+or when no person has reviewed it and the filters kept it; a pair a person rejected is never accepted, whatever the
+filters said. ``read_pairs``, the exports and training read accepted pairs (``kept_only=True``), and never return a
+rejected pair. Pairs a person made in the studio carry ``provenance`` ``"person"`` (synthesized ones ``"synth"``) and
+are committed with the person's acceptance in the same transaction.
+
 Readers (``read_pairs``, ``stats``, exports, training) open the store read-only (``Store(..., readonly=True)``): they
 never write, so a store on read-only media or someone else's folder can be read. A ledger may have been edited by
 someone else: every folder and image path it names must stay inside the store (``artaug.files.confined``), and its
@@ -53,7 +60,12 @@ if TYPE_CHECKING:
 LEDGER = "ledger.sqlite"
 IMAGES = "images"
 TMP_PREFIX = ".tmp-"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Schema 2 added the ``reviews`` table; a schema-1 store gains it when it is next opened for writing, and read-only
+# readers read a schema-1 store as one without reviews.
+READABLE_SCHEMAS = ("1", "2")
+VERDICTS = ("accepted", "rejected")
+MAX_REVIEWER_CHARS = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,6 +82,10 @@ CREATE TABLE IF NOT EXISTS pairs (
     id TEXT PRIMARY KEY, prompt_id TEXT NOT NULL, round INTEGER NOT NULL, before TEXT NOT NULL, after TEXT NOT NULL,
     scores TEXT NOT NULL, kept INTEGER NOT NULL, verdicts TEXT NOT NULL, meta TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (path TEXT PRIMARY KEY, prompt_id TEXT NOT NULL, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS reviews (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, pair_id TEXT NOT NULL, verdict TEXT NOT NULL, reviewer TEXT NOT NULL,
+    at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS reviews_pair ON reviews (pair_id);
 CREATE INDEX IF NOT EXISTS pairs_prompt ON pairs (prompt_id);
 CREATE INDEX IF NOT EXISTS images_prompt ON images (prompt_id);
 """
@@ -84,7 +100,8 @@ class PairRecord:
     ``before`` and ``after`` are absolute paths of PNG files inside the store. ``scores`` holds the judge's scores of
     both images and their deltas (``aesthetic.before``, ``aesthetic.after``, ``aesthetic.delta``, ...) and the
     image-image ``similarity``; ``kept`` is the filters' verdict; ``meta`` carries the provenance (prompt id, round,
-    every filter's verdict, the edits that made ``after``, cost).
+    every filter's verdict, the edits that made ``after``, cost). ``provenance`` says who made the pair (``"synth"``
+    or ``"person"``), ``review`` holds the latest person's verdict (``verdict``, ``reviewer``, ``at``) or None.
     """
 
     id: str
@@ -95,6 +112,13 @@ class PairRecord:
     scores: dict[str, float] = field(default_factory=dict)
     kept: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    provenance: str = "synth"
+    review: dict[str, Any] | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """A person accepted it, or nobody reviewed it and the filters kept it (see the module docstring)."""
+        return self.review["verdict"] == "accepted" if self.review else self.kept
 
 
 @dataclass
@@ -108,6 +132,8 @@ class PairDraft:
     kept: bool
     verdicts: list[dict[str, Any]]
     meta: dict[str, Any] = field(default_factory=dict)
+    # A person who made the pair (the studio): committed as accepted by them, with provenance "person".
+    reviewer: str = ""
 
 
 class LeaseLost(RuntimeError):
@@ -177,6 +203,9 @@ class Store:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif str(row[0]) in READABLE_SCHEMAS:
+                # Migration 1 -> 2 is additive: the reviews table was created just above, in this transaction.
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
         self._check_schema()
 
     def _check_schema(self) -> None:
@@ -184,9 +213,10 @@ class Store:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         except sqlite3.DatabaseError as error:
             raise ValueError(f"{self.root / LEDGER} is not an artaug ledger ({error})") from None
-        if row is None or str(row[0]) != str(SCHEMA_VERSION):
+        if row is None or str(row[0]) not in READABLE_SCHEMAS:
             found = "no schema" if row is None else f"schema {row[0]!r}"
-            raise ValueError(f"{self.root} has store {found}; this artaug reads schema {SCHEMA_VERSION}")
+            raise ValueError(f"{self.root} has store {found}; this artaug reads schemas {', '.join(READABLE_SCHEMAS)}")
+        self._has_reviews = str(row[0]) != "1"
         # Every folder the ledger names is checked on open, before a job loads any model: a tampered ledger is found
         # here, not halfway through a run.
         for (folder,) in self._db.execute("SELECT folder FROM prompts"):
@@ -327,6 +357,9 @@ class Store:
         folder = self._folder_of(prompt_id)
         token = secrets.token_hex(4)
         # 0. a worker that already lost its lease stops here instead of writing files nobody will read
+        for draft in pairs:
+            if draft.reviewer:
+                _reviewer(draft.reviewer)
         with self._transaction() as db:
             self._check_lease(db, prompt_id)
         # 1. images: temp name, fsync, rename; nothing in the ledger points at them yet.
@@ -352,10 +385,12 @@ class Store:
             for name, rel in paths.items():
                 db.execute("INSERT INTO images VALUES (?, ?, ?)", (rel, prompt_id, name))
             for draft in pairs:
+                pair_id = f"{prompt_id}#{draft.round}"
+                meta = {**draft.meta, "provenance": "person"} if draft.reviewer else draft.meta
                 db.execute(
                     "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        f"{prompt_id}#{draft.round}",
+                        pair_id,
                         prompt_id,
                         draft.round,
                         paths[draft.before],
@@ -363,9 +398,14 @@ class Store:
                         _dumps(draft.scores),
                         int(draft.kept),
                         _dumps(draft.verdicts),
-                        _dumps(draft.meta),
+                        _dumps(meta),
                     ),
                 )
+                if draft.reviewer:
+                    db.execute(
+                        "INSERT INTO reviews (pair_id, verdict, reviewer, at) VALUES (?, 'accepted', ?, ?)",
+                        (pair_id, _reviewer(draft.reviewer), time.time()),
+                    )
 
     def commit_failure(self, prompt_id: str, error: str, *, seconds: float = 0.0, worker: str | None = None) -> None:
         """Record that a prompt failed (it is then done, not retried, until ``retry_failed``)."""
@@ -393,15 +433,29 @@ class Store:
         with self._transaction() as db:
             return db.execute("DELETE FROM results WHERE status = 'failed'").rowcount
 
+    def review(self, pair_id: str, verdict: str, reviewer: str) -> None:
+        """Record a person's verdict (``"accepted"`` or ``"rejected"``) on a committed pair; the latest one counts."""
+        if verdict not in VERDICTS:
+            raise ValueError(f"a review verdict is one of {', '.join(VERDICTS)}, got {verdict!r}")
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM pairs WHERE id = ?", (pair_id,)).fetchone() is None:
+                raise KeyError(f"pair {pair_id!r} is not in {self.root}")
+            db.execute(
+                "INSERT INTO reviews (pair_id, verdict, reviewer, at) VALUES (?, ?, ?, ?)",
+                (pair_id, verdict, _reviewer(reviewer), time.time()),
+            )
+
     # -- reading ---------------------------------------------------------------------------------------------------
 
-    def pairs(self, *, kept_only: bool = False) -> list[PairRecord]:
-        """Every committed pair (or only kept ones), in prompt order then round."""
+    def pairs(self, *, kept_only: bool = False, include_rejected: bool = True) -> list[PairRecord]:
+        """Every committed pair, in prompt order then round; ``kept_only``: only accepted ones (see the module
+        docstring); ``include_rejected=False`` leaves out pairs a person rejected."""
+        reviews = self._reviews()
         rows = self._db.execute(
-            f"""SELECT pa.id, p.prompt, pa.before, pa.after, p.seed, pa.scores, pa.kept, pa.verdicts, pa.meta,
+            """SELECT pa.id, p.prompt, pa.before, pa.after, p.seed, pa.scores, pa.kept, pa.verdicts, pa.meta,
                        pa.prompt_id, pa.round, p.folder
                 FROM pairs pa JOIN prompts p ON p.id = pa.prompt_id
-                {"WHERE pa.kept = 1" if kept_only else ""} ORDER BY p.seq, pa.round"""
+                ORDER BY p.seq, pa.round"""
         ).fetchall()
         out = []
         for pair_id, prompt, before, after, seed, scores, kept, verdicts, meta, prompt_id, round_, folder in rows:
@@ -417,19 +471,38 @@ class Store:
                 "stem": f"{_safe_folder(folder, where)}_r{round_}",
                 "filters": _loads(verdicts, f"{where} verdicts"),
             }
-            out.append(
-                PairRecord(
-                    id=pair_id,
-                    prompt=prompt,
-                    before=self._image_path(before, where),
-                    after=self._image_path(after, where),
-                    seed=seed,
-                    scores=_loads(scores, f"{where} scores"),
-                    kept=bool(kept),
-                    meta=meta,
-                )
+            provenance = meta.get("provenance", "synth")
+            record = PairRecord(
+                id=pair_id,
+                prompt=prompt,
+                before=self._image_path(before, where),
+                after=self._image_path(after, where),
+                seed=seed,
+                scores=_loads(scores, f"{where} scores"),
+                kept=bool(kept),
+                meta=meta,
+                provenance=provenance if isinstance(provenance, str) else "synth",
+                review=reviews.get(pair_id),
             )
+            meta["review"] = record.review
+            if kept_only and not record.accepted:
+                continue
+            if not include_rejected and record.review and record.review["verdict"] == "rejected":
+                continue
+            out.append(record)
         return out
+
+    def _reviews(self) -> dict[str, dict[str, Any]]:
+        """The latest verdict on each reviewed pair."""
+        if not self._has_reviews:
+            return {}
+        rows = self._db.execute("SELECT pair_id, verdict, reviewer, at FROM reviews ORDER BY seq").fetchall()
+        latest = {}
+        for pair_id, verdict, reviewer, at in rows:
+            if verdict not in VERDICTS or not isinstance(reviewer, str):
+                raise ValueError(f"a review of pair {pair_id!r} in {self.root / LEDGER} is malformed ({verdict!r})")
+            latest[pair_id] = {"verdict": verdict, "reviewer": reviewer, "at": at}
+        return latest
 
     def _image_path(self, rel: Any, where: str) -> Path:
         """A ledger's image path: inside ``images/`` of this store, never anywhere else."""
@@ -470,6 +543,11 @@ class Store:
             "pairs": one("SELECT COUNT(*) FROM pairs"),
             "kept": one("SELECT COUNT(*) FROM pairs WHERE kept = 1"),
         }
+
+    def review_counts(self) -> dict[str, int]:
+        """How many pairs a person accepted and rejected (latest verdict per pair)."""
+        verdicts = [r["verdict"] for r in self._reviews().values()]
+        return {"accepted": verdicts.count("accepted"), "rejected": verdicts.count("rejected")}
 
     def claims(self) -> list[tuple[str, str]]:
         """Every (prompt id, worker) claim ever made, in order: the audit trail of who worked on what."""
@@ -536,10 +614,17 @@ class Store:
 
 
 def read_pairs(out_dir: str | Path, *, kept_only: bool = False) -> list[PairRecord]:
-    """Every committed pair of the store in ``out_dir`` (``kept_only`` keeps those that passed the filters)."""
+    """The committed pairs of the store in ``out_dir``, never one a person rejected; ``kept_only``: only accepted
+    ones (a person accepted it, or nobody reviewed it and the filters kept it)."""
     # Readers never write: read-only (a job may be running on this store, or the store may be on read-only media).
     with Store(out_dir, readonly=True) as store:
-        return store.pairs(kept_only=kept_only)
+        return store.pairs(kept_only=kept_only, include_rejected=False)
+
+
+def _reviewer(name: str) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_REVIEWER_CHARS:
+        raise ValueError(f"a reviewer is named by 1 to {MAX_REVIEWER_CHARS} characters, got {name!r}")
+    return name.strip()
 
 
 def _safe_folder(name: Any, where: str) -> str:
