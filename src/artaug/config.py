@@ -30,7 +30,7 @@ DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 DEFAULT_AESTHETIC_HEAD = "camenduru/improved-aesthetic-predictor/sac+logos+ava1-l14-linearMSE.pth"
 
 OFFLOAD_MODES = ("none", "model", "sequential")
-ATTENTION_IMPLS = ("grouped", "mask")
+ATTENTION_IMPLS = ("lse", "grouped", "mask")
 TEMPLATES = ("auto", "grounding", "json")
 SIMILARITIES = ("ssim", "pixels", "clip")
 
@@ -104,7 +104,8 @@ class PainterConfig(Section):
         choices=OFFLOAD_MODES,
     )  # fmt: skip
     attention_impl: str = setting(
-        "grouped", "how attention mode applies its mask: grouped (unmasked kernels per group) or mask (reference)",
+        "lse", "how attention mode computes regional attention: lse (one unmasked call + small ones merged by "
+        "log-sum-exp), grouped (unmasked calls per group of queries) or mask (the masked reference)",
         choices=ATTENTION_IMPLS,
     )  # fmt: skip
     lora: str = setting(
@@ -245,7 +246,9 @@ class LoopConfig(Section):
     blur_sigma: float = setting(
         0.0, "Gaussian blur of blend masks, in tokens of 16 px; 0 = hard masks", min=0.0, max=64.0
     )
-    region_max_sequence_length: int = setting(64, "T5 tokens per local prompt (attention mode)", min=1, max=512)
+    region_max_sequence_length: int = setting(
+        64, "most T5 tokens per local prompt; each is encoded at its own length up to this", min=1, max=512
+    )
     use_global_prompt: bool = setting(True, "repaint with the critic's rewritten global prompt when it gives one")
     max_rerolls: int = setting(
         3, "a broken first painting is re-rolled with the next seed at most this often", min=0, max=10
@@ -373,6 +376,102 @@ class BootstrapConfig(Section):
     min_improvement: float = setting(0.0, "an iteration is kept only if the held-out mean rises by more than this")
 
 
+# The metrics ``artaug eval`` knows (``artaug.eval.metrics`` holds their loading code; a test keeps the two equal).
+EVAL_METRICS = ("pickscore", "clipscore", "aesthetic", "vqascore", "world", "geneval")
+DEFAULT_PICKSCORE = "yuvalkirstain/PickScore_v1"
+DEFAULT_PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+# VQAScore's question (Lin et al. 2024, "Evaluating Text-to-Visual Generation with Image-to-Text Generation").
+DEFAULT_VQA_QUESTION = 'Does this figure show "{prompt}"? Please answer yes or no.'
+
+
+def _metric_names(value: tuple[str, ...]) -> str | None:
+    unknown = [name for name in value if name not in EVAL_METRICS]
+    if unknown or not value:
+        return f"must name one or more of {', '.join(EVAL_METRICS)}; got {', '.join(unknown) or 'none'}"
+    return None if len(set(value)) == len(value) else "names a metric twice"
+
+
+def _question(value: str) -> str | None:
+    return None if "{prompt}" in value else "must contain {prompt}, where the painting's prompt goes"
+
+
+@dataclass(frozen=True)
+class EvalConfig(Section):
+    """``artaug eval``: which metrics score the paintings, how many seeds per prompt, and the statistics."""
+
+    name = "eval"
+
+    metrics: tuple[str, ...] = setting(
+        ["clipscore", "aesthetic"], f"metrics to compute, comma-separated: {', '.join(EVAL_METRICS)}",
+        check=_metric_names,
+    )  # fmt: skip
+    seeds: int = setting(1, "paintings per prompt and condition: the prompt's seed s, then s+1, ...", min=1, max=64)
+    loop: bool = setting(False, "add the critique-loop conditions (+ loop, and + LoRA + loop), loop.rounds rounds")
+    resamples: int = setting(
+        2000, "bootstrap resamples of the prompts for every 95% interval", min=10, max=1_000_000
+    )
+    confidence: float = setting(0.95, "coverage of the bootstrap intervals", above=0.5, max=0.999)
+    bootstrap_seed: int = setting(0, "seed of the resampling, so an interval is the same on every run", min=0)
+    epsilon: float = setting(
+        0.0, "bootstrap gate: every other metric's paired difference must have its interval's low end >= -epsilon "
+        "(in that metric's own units)", min=0.0, max=1e6,
+    )  # fmt: skip
+    batch_size: int = setting(8, "images per metric call", min=1, max=1024)
+    device: str = setting("auto", "device of the metric models", check=check_device_name)
+    clip_model: str = setting(DEFAULT_CLIP, "CLIP for clipscore: hub id or folder", check=_model_spec)
+    aesthetic_clip: str = setting(DEFAULT_CLIP, "CLIP for the aesthetic head: hub id or folder", check=_model_spec)
+    aesthetic_head: str = setting(
+        DEFAULT_AESTHETIC_HEAD, "aesthetic MLP head: a local .safetensors/.pth file or 'owner/repo/file' on the hub"
+    )
+    pickscore_model: str = setting(DEFAULT_PICKSCORE, "PickScore CLIPModel: hub id or folder", check=_model_spec)
+    pickscore_processor: str = setting(
+        DEFAULT_PICKSCORE_PROCESSOR, "processor PickScore was trained with: hub id or folder", check=_model_spec
+    )
+    vqa_model: str = setting(
+        DEFAULT_CRITIC, "VLM for vqascore: a Qwen-family hub id or folder, or an OpenAI-compatible base URL",
+        check=_model_spec,
+    )  # fmt: skip
+    vqa_served_model: str = setting("", "model name to request from a vqascore URL (default: the server's first)")
+    vqa_question: str = setting(DEFAULT_VQA_QUESTION, "the vqascore question; {prompt} is the prompt", check=_question)
+    world_partial: bool = setting(False, "world metric: the share of requirements met instead of all-or-nothing")
+    geneval_detections: str = setting(
+        "", "GenEval: the detections JSONL the external detector job wrote (see docs/eval.md)"
+    )
+    report_prompts: int = setting(48, "prompts shown in report.html's image grid", min=0, max=10_000)
+    thumbnail: int = setting(192, "longest side of the images embedded in report.html, in pixels", min=16, max=1024)
+    progress: bool = setting(True, "show progress bars with ETA")
+
+
+def _host(value: str) -> str | None:
+    ok = re.fullmatch(r"[A-Za-z0-9.:\[\]-]{1,253}", value)
+    return None if ok else f"must be a host name or IP address to listen on, got {value!r}"
+
+
+@dataclass(frozen=True)
+class StudioConfig(Section):
+    """``artaug studio``: where it listens, where it writes, and what a browser may send it."""
+
+    name = "studio"
+
+    host: str = setting(
+        "127.0.0.1", "address to listen on; any other than loopback needs --auth (or the auth_env variable)",
+        check=_host,
+    )  # fmt: skip
+    port: int = setting(7860, "port to listen on (0: any free port)", min=0, max=65535)
+    output: str = setting("runs/studio", "folder of the studio's run folders (one per painting session)")
+    store: str = setting("runs/studio/pairs", "synth store whose pairs are reviewed and which accepted revisions join")
+    person: str = setting(
+        "person", "name recorded as the critic of rounds a person edited and as the reviewer of their verdicts",
+        check=lambda v: None if v.strip() and len(v) <= 200 else "must be a name of 1 to 200 characters",
+    )  # fmt: skip
+    use_critic: bool = setting(True, "load the critic at start; off: the person is the only client")
+    auth_env: str = setting(
+        "ARTAUG_STUDIO_AUTH", "environment variable holding USER:PASSWORD for the login page", check=_env_name
+    )
+    max_upload_mb: float = setting(20.0, "largest file a browser may upload, in MB", above=0.0, max=1024.0)
+    max_queue: int = setting(16, "jobs that may wait for the painter at once; more are refused", min=1, max=1000)
+
+
 SECTIONS: dict[str, type[Section]] = {
     "painter": PainterConfig,
     "critic": CriticConfig,
@@ -381,6 +480,8 @@ SECTIONS: dict[str, type[Section]] = {
     "synth": SynthConfig,
     "train": TrainConfig,
     "bootstrap": BootstrapConfig,
+    "studio": StudioConfig,
+    "eval": EvalConfig,
 }
 # What a painting depends on: the sections dumped beside a run's images.
 PAINT_SECTIONS = ("painter", "critic", "judge", "loop")
@@ -399,6 +500,8 @@ class Config(Section):
     synth: SynthConfig = setting(SynthConfig, "pair synthesis")
     train: TrainConfig = setting(TrainConfig, "LoRA training")
     bootstrap: BootstrapConfig = setting(BootstrapConfig, "the bootstrap cycle")
+    studio: StudioConfig = setting(StudioConfig, "the studio web app")
+    eval: EvalConfig = setting(EvalConfig, "evaluation")
 
     @classmethod
     def from_dict(cls, data: Any, where: str | None = None) -> Config:
@@ -508,10 +611,12 @@ __all__ = [
     "Config",
     "ConfigError",
     "CriticConfig",
+    "EvalConfig",
     "FilterConfig",
     "JudgeConfig",
     "LoopConfig",
     "PainterConfig",
+    "StudioConfig",
     "SynthConfig",
     "TrainConfig",
     "load_config",

@@ -32,7 +32,12 @@ import torch
 
 from artaug.config import ATTENTION_IMPLS, OFFLOAD_MODES, PainterConfig
 from artaug.painter import regions
-from artaug.painter.attention import GroupedRegionalAttnProcessor, RegionalAttnProcessor, regional_processors
+from artaug.painter.attention import (
+    GroupedRegionalAttnProcessor,
+    LseRegionalAttnProcessor,
+    RegionalAttnProcessor,
+    regional_processors,
+)
 from artaug.painter.lora import read_lora_tensors
 from artaug.types import Cost, Painting, PaintRequest
 
@@ -44,7 +49,7 @@ logger = logging.getLogger(__name__)
 Offload = Literal["none", "model", "sequential"]
 # How attention mode applies its mask: "grouped" runs unmasked attention per group of queries that share allowed keys
 # (fused kernels stay usable); "mask" hands the boolean mask to the pipeline's own processors (the reference).
-AttentionImpl = Literal["grouped", "mask"]
+AttentionImpl = Literal["lse", "grouped", "mask"]
 _PROMPT_CACHE_SIZE = 16
 
 
@@ -66,7 +71,7 @@ class FluxPainter:
         *,
         max_batch: int | None = None,
         cache_prompts: bool = True,
-        attention_impl: AttentionImpl = "grouped",
+        attention_impl: AttentionImpl = "lse",
     ) -> None:
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be >= 1 or None, got {max_batch}")
@@ -91,7 +96,7 @@ class FluxPainter:
         dtype: torch.dtype | str = "auto",
         device: str = "auto",
         offload: Offload = "none",
-        attention_impl: AttentionImpl = "grouped",
+        attention_impl: AttentionImpl = "lse",
     ) -> FluxPainter:
         """Load a FLUX pipeline from a hub id (``black-forest-labs/FLUX.1-dev``) or a local diffusers folder.
 
@@ -269,18 +274,22 @@ class FluxPainter:
         if request.regional == "blend":
             predict, passes = self._blend(request, embeds, pooled, text_ids, image_ids, guidance, device)
             return predict, passes, contextlib.nullcontext()
-        predict, mask = self._attention(request, embeds, pooled, image_ids, guidance, device)
-        return predict, 1, regional_processors(self.pipe.transformer, self._processor_factory(mask, device))
+        predict, layout = self._attention(request, embeds, pooled, image_ids, guidance, device)
+        return predict, 1, regional_processors(self.pipe.transformer, self._processor_factory(layout))
 
-    def _processor_factory(self, mask: torch.Tensor, device: torch.device) -> Callable[[Any], Any]:
-        """original processor -> the regional processor that replaces it for one call, per ``attention_impl``."""
+    def _processor_factory(self, layout: regions.RegionalLayout) -> Callable[[Any], Any]:
+        """original processor -> the regional processor that replaces it for one call, per ``attention_impl``.
+
+        Masks and index tensors are built once per request, on the model's device (``layout`` already is)."""
+        if self.attention_impl == "lse":
+            return lambda inner: LseRegionalAttnProcessor(layout, getattr(inner, "_attention_backend", None))
+        allowed = layout.allowed()
         if self.attention_impl == "mask":
-            return lambda inner: RegionalAttnProcessor(inner, mask[None, None])
+            return lambda inner: RegionalAttnProcessor(inner, allowed[None, None])
         if self.attention_impl == "grouped":
-            groups = [(rows.to(device), cols.to(device)) for rows, cols in regions.attention_groups(mask)]
-            shared = GroupedRegionalAttnProcessor(groups)
+            shared = GroupedRegionalAttnProcessor(regions.attention_groups(allowed))
             return lambda inner: shared
-        raise ValueError(f"attention_impl must be 'grouped' or 'mask', got {self.attention_impl!r}")
+        raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
 
     def _encode(self, prompt: str, max_sequence_length: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         """T5 sequence embeddings and CLIP pooled embedding of one prompt, cached by prompt, length, device, dtype."""
@@ -413,19 +422,28 @@ class FluxPainter:
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
 
-    def _attention(self, request, embeds, pooled, image_ids, guidance, device) -> tuple[Callable, torch.Tensor]:
-        """Single pass: region texts appended to the base text; returns the step function and the (L, L) mask."""
-        encoded = [self._encode(e.prompt, request.region_max_sequence_length, device) for e in request.edits]
+    def _attention(self, request, embeds, pooled, image_ids, guidance, device) -> tuple[Callable, Any]:
+        """Single pass: region texts appended to the base text; returns the step function and the regional layout.
+
+        Each local prompt is encoded at its own token length (at most ``region_max_sequence_length``), not padded:
+        padding tokens would only add work to every layer of every step.
+        """
+        cap = request.region_max_sequence_length
+        encoded = [self._encode(e.prompt, self.local_prompt_length(e.prompt, cap), device) for e in request.edits]
         joint = torch.cat([embeds, *(e for e, _ in encoded)], dim=1)
         text_ids = self._text_ids(joint.shape[1], device)
-        mask = regions.joint_attention_mask(
-            embeds.shape[1], [e.shape[1] for e, _ in encoded], regions.token_masks(_boxes(request), *_hw(request))
-        )
+        masks = regions.token_masks(_boxes(request), *_hw(request))
+        layout = regions.regional_layout(embeds.shape[1], [e.shape[1] for e, _ in encoded], masks).to(device)
 
         def predict(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self._transformer(latents, t, joint, pooled, text_ids, image_ids, guidance)
 
-        return predict, mask
+        return predict, layout
+
+    def local_prompt_length(self, prompt: str, cap: int) -> int:
+        """T5 tokens of ``prompt`` (end-of-sequence included), at most ``cap``: the length it is encoded at."""
+        ids = self.pipe.tokenizer_2(prompt, truncation=True, max_length=cap, add_special_tokens=True).input_ids
+        return max(1, len(ids))
 
     def _decode(self, latents: torch.Tensor, request: PaintRequest):
         pipe = self.pipe

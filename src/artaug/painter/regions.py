@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -166,3 +167,71 @@ def attention_groups(allowed: torch.Tensor) -> list[tuple[torch.Tensor, torch.Te
         raise ValueError(f"need a square boolean mask, got {tuple(allowed.shape)} {allowed.dtype}")
     rows, inverse = torch.unique(allowed, dim=0, return_inverse=True)
     return [((inverse == g).nonzero().flatten(), rows[g].nonzero().flatten()) for g in range(rows.shape[0])]
+
+
+@dataclass(frozen=True)
+class RegionalLayout:
+    """Who may attend to whom in single-pass regional attention, split as ``LseRegionalAttnProcessor`` computes it.
+
+    The joint sequence is ``base text (T) | region texts (R) | image (S)``. ``extra_mask`` ``(T + S, R)``: which base
+    text and image queries may see which region-text keys (base text all real ones, an image token those of the boxes
+    it lies in). ``region_mask`` ``(R, T + R + S)``: which keys each region-text query sees (the base text, its own
+    region's text, its box's image tokens). ``token_region`` ``(R,)`` names each region-text token's region, -1 for
+    padding: padding tokens (added only so that shapes fall into a few buckets, for ``torch.compile``) are seen by
+    nobody and see only the base text, so they change nothing. Base text and image queries also see the base text
+    and every image token: that part needs no mask at all.
+    """
+
+    text_len: int
+    image_len: int
+    token_region: torch.Tensor
+    extra_mask: torch.Tensor
+    region_mask: torch.Tensor
+
+    @property
+    def region_len(self) -> int:
+        return self.token_region.shape[0]
+
+    def allowed(self) -> torch.Tensor:
+        """The whole ``(L, L)`` boolean mask: equal to ``joint_attention_mask`` when there is no padding."""
+        t, r = self.text_len, self.region_len
+        total = t + r + self.image_len
+        allowed = torch.zeros(total, total, dtype=torch.bool, device=self.extra_mask.device)
+        main = torch.cat([torch.arange(t), torch.arange(t + r, total)]).to(allowed.device)
+        allowed[main[:, None], main[None, :]] = True
+        allowed[main, t : t + r] = self.extra_mask
+        allowed[t : t + r] = self.region_mask
+        return allowed
+
+    def to(self, device: torch.device | str) -> RegionalLayout:
+        return RegionalLayout(self.text_len, self.image_len, *(x.to(device) for x in self._tensors()))
+
+    def _tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.token_region, self.extra_mask, self.region_mask
+
+
+def regional_layout(
+    text_len: int, region_text_lens: Sequence[int], masks: torch.Tensor, pad_to: int | None = None
+) -> RegionalLayout:
+    """The ``RegionalLayout`` of ``text_len`` base-text tokens, one run of region-text tokens per box (``masks`` as
+    from ``token_masks``), padded with invisible tokens to ``pad_to`` region-text tokens in all when given."""
+    n = len(region_text_lens)
+    if masks.shape[0] != n:
+        raise ValueError(f"need one token mask per region: {n} regions, {masks.shape[0]} masks")
+    real = sum(region_text_lens)
+    total = real if pad_to is None else pad_to
+    if total < real:
+        raise ValueError(f"pad_to={pad_to} is shorter than the {real} region-text tokens")
+    image_len = masks.shape[1]
+    token_region = torch.full((total,), -1, dtype=torch.long)
+    token_region[:real] = torch.repeat_interleave(
+        torch.arange(n), torch.tensor(list(region_text_lens), dtype=torch.long)
+    )
+    inside = masks > 0  # (N, S)
+    real_token = token_region >= 0
+    own = inside[token_region.clamp(min=0)] & real_token[:, None]  # (R, S): each token's box
+    extra = torch.cat([real_token.expand(text_len, total), own.T], dim=0)  # (T + S, R)
+    same_region = (token_region[:, None] == token_region[None, :]) & real_token[:, None]
+    region = torch.cat([torch.ones(total, text_len, dtype=torch.bool), same_region, own], dim=1)
+    region[~real_token, text_len : text_len + total] = torch.eye(total, dtype=torch.bool)[~real_token]
+    return RegionalLayout(text_len, image_len, token_region, extra, region)
