@@ -29,6 +29,7 @@ STAGES = {
     "artaug.world": 3,  # the closed world's scenes, detector, critic and metric sit beside the judge
     "artaug.loop": 4,
     "artaug.synth": 5,
+    "artaug.eval": 5.5,  # evaluation paints (loop) and reads synth stores; the bootstrap's gate uses it
     "artaug.world.build": 6,  # training the world's painter uses the trainer's flow-matching pieces
     "artaug.world.train": 6,
     "artaug.world.bench": 7,  # the world's benchmark runs the loop, synthesis and training
