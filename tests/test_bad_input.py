@@ -238,7 +238,7 @@ CASES = [
     ("synth export {store} --format tar --to {out}", "invalid choice"),
     # train, bootstrap, lora
     ("train {in}/nostore --painter {emptydir} --out {out}", "is not an artaug synth store"),
-    ("train {nokept} --painter {emptydir} --out {out}", "no kept pairs"),
+    ("train {nokept} --painter {emptydir} --out {out}", "pairs to train on"),
     ("train {store} --painter {emptydir} --out {out} --rank 0", "train.rank must be >= 1"),
     ("train {store} --painter {emptydir} --out {out} --learning-rate nan", "learning_rate must be a finite number"),
     ("train {store} --painter {emptydir} --out {out} --resolution 100", "multiple of 16"),
