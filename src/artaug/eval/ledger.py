@@ -138,13 +138,21 @@ class Ledger:
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('identity', ?)", (text,))
                 return
-        old = loads_json(row[0], where=f"{self.root / LEDGER} identity")
-        changed = sorted(k for k in set(old) | set(identity) if old.get(k) != json.loads(text).get(k))
+        old, new = self.identity(), json.loads(text)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if changed:
             raise ValueError(
                 f"{self.root} holds an evaluation with other {', '.join(changed)}; resume it with the same inputs "
                 "and settings, or choose a new --out"
             )
+
+    def identity(self) -> dict[str, Any]:
+        """What this evaluation is (empty before it is claimed)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+        identity = loads_json(row[0], where=f"{self.root / LEDGER} identity") if row else {}
+        if not isinstance(identity, dict):
+            raise ValueError(f"{self.root / LEDGER} holds a malformed identity; choose a new --out")
+        return identity
 
     # -- items -----------------------------------------------------------------------------------------------------
 

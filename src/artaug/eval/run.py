@@ -97,17 +97,23 @@ def score_existing(
     config: Config,
     *,
     reference: str | None = None,
+    prompts: list[PromptRecord] | None = None,
     metrics: dict[str, Metric] | None = None,
 ) -> EvalResult:
-    """Score the images of ``source`` (an evaluation, a synth store, run folders, or PNGs with their prompt in their
-    metadata; see ``artaug.eval.sources``) into ``out`` (default: ``source`` itself when it is an evaluation).
-    ``reference``: the condition the others are compared with (default: the first found)."""
+    """Score the images of ``source`` (an evaluation, a synth store, run folders, GenEval's sample folders, or PNGs
+    with their prompt in their metadata; see ``artaug.eval.sources``) into ``out`` (default: ``source`` itself when
+    it is an evaluation). ``reference``: the condition the others are compared with (default: the first found).
+    ``prompts``: a prompt set whose records' metadata (GenEval's clauses, tags) joins the images of the same prompt.
+    """
     from artaug.eval.sources import discover
 
     # 1. Find the images (reading only), check the metrics' inputs and the output.
     ev = config.eval
     source = Path(source)
     kind, items = discover(source)
+    known = {r.prompt: r.meta for r in prompts or []}
+    for item in items:
+        item.meta = {**known.get(item.prompt, {}), **item.meta}
     out = Path(out) if out is not None else source
     in_place = out.resolve() == source.resolve()
     if in_place and kind != "evaluation":
@@ -131,9 +137,11 @@ def score_existing(
             ledger.claim_identity({"kind": "score", "source": str(source.resolve())})
             for item in items:
                 ledger.add_item(item)
-        scored = score_missing(ledger, ev, metrics, source=None if in_place else source)
-        title = f"artaug eval score {source.name}"
-        summary = write_outputs(ledger, out, ev, conditions, None if in_place else source, title)
+        else:  # the images of an evaluation that scored another folder still lie in that folder
+            scored_from = ledger.identity().get("source")
+            source = Path(scored_from) if isinstance(scored_from, str) else source
+        scored = score_missing(ledger, ev, metrics, source=source)
+        summary = write_outputs(ledger, out, ev, conditions, source, f"artaug eval score {source.name}")
     return EvalResult(out, summary, 0, scored)
 
 

@@ -5,6 +5,8 @@
 - an **evaluation folder** (``ledger.sqlite`` of ``artaug eval``): its items, as they are;
 - a **synth store** (``ledger.sqlite`` of ``artaug synth``): conditions ``before`` (each prompt's first painting)
   and ``after`` (its last accepted revision), with the costs of the trail (one painting, and the whole loop);
+- **GenEval's sample folders** (``NNNNN/metadata.jsonl`` + ``NNNNN/samples/*.png``, as its generation scripts
+  write them): one condition, ``images``, with each prompt's metadata;
 - **run folders** of ``artaug paint`` (a folder with ``trail.json``, or a folder of them): conditions ``first``
   (``round_00.png``) and ``final`` (``final.png``);
 - a folder of **PNGs** whose metadata names their prompt (artaug's provenance chunk, or A1111's ``parameters``, as
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from artaug.eval.ledger import LEDGER, Item, Ledger
-from artaug.files import confined, read_json
+from artaug.files import confined, loads_json, read_json
 from artaug.synth.prompts import default_id
 from artaug.types import Trail
 
@@ -43,6 +45,8 @@ def discover(folder: str | Path) -> tuple[str, list[Item]]:
                 item.root = "source"
             return "evaluation", items
         return "synth store", _synth_items(folder)
+    if geneval := sorted(p.parent for p in folder.glob("*/metadata.jsonl") if (p.parent / "samples").is_dir()):
+        return "GenEval samples", [item for sub in geneval for item in _geneval_items(folder, sub)]
     runs = [folder] if (folder / "trail.json").is_file() else sorted(p.parent for p in folder.glob("*/trail.json"))
     if runs:
         return "run folders", [item for run in runs for item in _run_items(folder, run)]
@@ -99,6 +103,19 @@ def _run_items(root: Path, run: Path) -> list[Item]:
         if path.is_file():
             rel = path.relative_to(root.resolve()).as_posix()
             items.append(Item(name, prompt_id, seed, trail.prompt, "source", rel, cost))
+    return items
+
+
+def _geneval_items(root: Path, folder: Path) -> list[Item]:
+    """GenEval's layout: ``NNNNN/metadata.jsonl`` (one prompt's metadata) and ``NNNNN/samples/NNNN.png``."""
+    meta = loads_json((folder / "metadata.jsonl").read_bytes(), where=f"{folder / 'metadata.jsonl'}")
+    if not (isinstance(meta, dict) and isinstance(meta.get("prompt"), str) and meta["prompt"].strip()):
+        raise ValueError(f"{folder / 'metadata.jsonl'} names no prompt (GenEval's metadata has a 'prompt' key)")
+    prompt = meta["prompt"].strip()
+    items = []
+    for seed, path in enumerate(sorted((folder / "samples").glob("*.png"))):
+        rel = confined(root, path.relative_to(root).as_posix(), what="GenEval sample").relative_to(root.resolve())
+        items.append(Item("images", f"{folder.name}", seed, prompt, "source", rel.as_posix(), {}, meta))
     return items
 
 

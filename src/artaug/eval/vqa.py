@@ -79,12 +79,23 @@ def local_yes_probability(critic: LocalCritic, image: Image.Image, question: str
     # 2. Append the answer's tokens and read each one's probability at the position before it.
     answer_ids = torch.tensor([processor.tokenizer(answer, add_special_tokens=False).input_ids], device=critic.device)
     length = inputs["input_ids"].shape[1]
-    inputs["input_ids"] = torch.cat([inputs["input_ids"], answer_ids], dim=1)
-    inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(answer_ids)], dim=1)
+    extend_tokens(inputs, answer_ids)
     with torch.inference_mode():
         logits = model(**inputs).logits[0, length - 1 : -1].float()
     log_probs = torch.log_softmax(logits, dim=-1).gather(-1, answer_ids[0, :, None])
     return float(log_probs.sum().exp())
+
+
+def extend_tokens(inputs: Any, tokens: Any) -> None:
+    """Append text ``tokens`` (shape (1, n)) to processor ``inputs``: every per-token tensor grows with them
+    (``attention_mask`` with ones, others such as ``mm_token_type_ids`` with 0, the text type)."""
+    import torch
+
+    length = inputs["input_ids"].shape[1]
+    for key, value in list(inputs.items()):
+        if isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape == (1, length):
+            fill = tokens if key == "input_ids" else torch.full_like(tokens, int(key == "attention_mask"))
+            inputs[key] = torch.cat([value, fill.to(value.dtype)], dim=1)
 
 
 class LogprobCritic(RemoteCritic):
