@@ -30,6 +30,14 @@ DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 DEFAULT_AESTHETIC_HEAD = "camenduru/improved-aesthetic-predictor/sac+logos+ava1-l14-linearMSE.pth"
 
 OFFLOAD_MODES = ("none", "model", "sequential")
+# Memory presets: what a card of that size needs to paint FLUX.1-dev (about 24 GB of bfloat16 weights) beside an
+# in-process Qwen2-VL-7B critic (about 16 GB). Each is a bundle of settings; a setting given explicitly wins.
+MEMORY_PRESETS: dict[str, dict[str, Any]] = {
+    "80gb": {},  # everything stays on the GPU
+    "48gb": {"critic.park": True, "painter.vae_tiling": True},  # the critic waits on the CPU while the painter works
+    "24gb": {"painter.offload": "model", "critic.park": True, "painter.vae_tiling": True},
+    "16gb": {"painter.offload": "sequential", "critic.park": True, "painter.vae_tiling": True},
+}
 ATTENTION_IMPLS = ("lse", "grouped", "mask")
 TEMPLATES = ("auto", "grounding", "json")
 SIMILARITIES = ("ssim", "pixels", "clip")
@@ -111,6 +119,16 @@ class PainterConfig(Section):
     lora: str = setting(
         "", "optional LoRA (file, folder or hub id) loaded and fused before painting", check=_optional_model_spec
     )
+    compile: bool = setting(
+        False, "torch.compile the repeated transformer blocks (shapes in buckets: no recompile across rounds)"
+    )
+    memory: str = setting(
+        "none",
+        "memory preset for a GPU of this size (80gb, 48gb, 24gb, 16gb): offload, critic parking and VAE tiling as "
+        "that card needs them; settings given explicitly win",
+        choices=("none", *MEMORY_PRESETS),
+    )
+    vae_tiling: bool = setting(False, "decode and encode with a tiled VAE (large images on small cards)")
     height: int = setting(1024, "image height in pixels", min=16, max=4096, check=_multiple_of_16)
     width: int = setting(1024, "image width in pixels", min=16, max=4096, check=_multiple_of_16)
     num_inference_steps: int = setting(
@@ -120,9 +138,12 @@ class PainterConfig(Section):
     max_sequence_length: int = setting(512, "T5 tokens of the global prompt", min=1, max=512)
 
     def check(self) -> list[str]:
+        problems = []
         if self.offload != "none" and self.device == "cpu":
-            return [f"offload {self.offload!r} moves weights to an accelerator while they run; device is cpu"]
-        return []
+            problems.append(f"offload {self.offload!r} moves weights to an accelerator while they run; device is cpu")
+        if self.compile and self.attention_impl != "lse":
+            problems.append(f"compile needs attention_impl 'lse' (static shapes), got {self.attention_impl!r}")
+        return problems
 
 
 @dataclass(frozen=True)
@@ -157,6 +178,7 @@ class CriticConfig(Section):
     )
     max_retries: int = setting(3, "retries on 429/5xx/connection errors, with backoff", min=0, max=20)
     cache_dir: str = setting("", "critique cache folder (keyed by image, prompt, template, model); empty: off")
+    park: bool = setting(False, "keep an in-process critic on the CPU while the painter works (smaller GPUs)")
 
 
 @dataclass(frozen=True)
@@ -407,9 +429,7 @@ class EvalConfig(Section):
     )  # fmt: skip
     seeds: int = setting(1, "paintings per prompt and condition: the prompt's seed s, then s+1, ...", min=1, max=64)
     loop: bool = setting(False, "add the critique-loop conditions (+ loop, and + LoRA + loop), loop.rounds rounds")
-    resamples: int = setting(
-        2000, "bootstrap resamples of the prompts for every 95% interval", min=10, max=1_000_000
-    )
+    resamples: int = setting(2000, "bootstrap resamples of the prompts for every 95% interval", min=10, max=1_000_000)
     confidence: float = setting(0.95, "coverage of the bootstrap intervals", above=0.5, max=0.999)
     bootstrap_seed: int = setting(0, "seed of the resampling, so an interval is the same on every run", min=0)
     epsilon: float = setting(
@@ -512,7 +532,8 @@ class Config(Section):
     def updated(self, overrides: dict[str, Any]) -> Config:
         """A validated copy with ``{"section.key": value}`` overrides (values typed, or strings as on a CLI)."""
         data = self.to_dict()
-        for dotted, value in overrides.items():
+        preset = _memory_preset(overrides.get("painter.memory"))  # a preset chosen now fills in its settings
+        for dotted, value in {**preset, **overrides}.items():
             _put(data, dotted, value)
         return Config.from_dict(data)
 
@@ -539,7 +560,23 @@ def load_config(
         _merge(data, read_toml(path))
     for dotted, value in (overrides or {}).items():
         _put(data, dotted, value)
+    _expand_memory_preset(data)
     return Config.from_dict(data)
+
+
+def _memory_preset(name: Any) -> dict[str, Any]:
+    # An unknown name (or not a name at all) expands to nothing: validation then says what is wrong with it.
+    return MEMORY_PRESETS.get(name, {}) if isinstance(name, str) else {}
+
+
+def _expand_memory_preset(data: dict[str, Any]) -> None:
+    """Fill in the settings of ``painter.memory``'s preset that were not given explicitly."""
+    name = data.get("painter", {}).get("memory") if isinstance(data.get("painter"), dict) else None
+    for dotted, value in _memory_preset(name).items():
+        section, key = dotted.split(".")
+        table = data.setdefault(section, {})
+        if isinstance(table, dict):
+            table.setdefault(key, value)
 
 
 def _merge(data: dict[str, Any], table: dict[str, Any]) -> None:

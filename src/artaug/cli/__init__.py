@@ -17,8 +17,8 @@ from artaug.cli.options import ArgumentParser
 # Errors that mean "the input was wrong" (exit 2); anything else is a failure of the work itself (exit 1).
 INPUT_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, ImportError)
 OOM_HINT = (
-    "out of GPU memory: try --offload model (FLUX.1-dev on a 24 GB card), then --offload sequential; an endpoint "
-    "critic (--critic http://...) leaves the whole card to the painter"
+    "out of GPU memory: try --memory 24gb (FLUX.1-dev on a 24 GB card), then --memory 16gb; an endpoint critic "
+    "(--critic http://...) leaves the whole card to the painter"
 )
 
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 def describe(error: BaseException) -> tuple[int, str]:
     """(exit code, one line) for an exception that reached the command line."""
     if type(error).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
-        return 1, OOM_HINT
+        return 1, str(error) if "--memory" in str(error) else OOM_HINT
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
         where = f" {error.filename}" if error.filename else ""
         return 1, f"could not write{where}: {error.strerror}; free some space or choose another output"

@@ -88,7 +88,9 @@ def critic_from_config(config: CriticConfig) -> Critic:
             max_new_tokens=config.max_new_tokens,
         )
     elif not Path(config.model).is_file():
-        options.update(dtype=config.dtype, device=config.device, max_new_tokens=config.max_new_tokens)
+        options.update(
+            dtype=config.dtype, device=config.device, max_new_tokens=config.max_new_tokens, park=config.park
+        )
     critic = load_critic(config.model, **options)
     if config.cache_dir:
         critic = CachedCritic(critic, config.cache_dir, max_edits=config.max_edits)

@@ -8,7 +8,9 @@ boxes map back onto the original image exactly.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,7 @@ class LocalCritic(Critic):
         max_new_tokens: int = _DEFAULTS.max_new_tokens,
         convention: str = "auto",
         batch_size: int = 4,
+        park: bool = False,
     ) -> None:
         model_type = getattr(model.config, "model_type", "")
         if convention == "auto":
@@ -64,6 +67,11 @@ class LocalCritic(Critic):
         self.processor = processor
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
+        # A parked critic waits on the CPU and visits its device only while it answers (``critic.park``).
+        self.park = park
+        self.run_device = next(model.parameters()).device
+        if park:
+            model.to("cpu")
         # Decoder-only generation needs the prompts aligned on the right: pad on the left.
         self.processor.tokenizer.padding_side = "left"
         self.patch_size = getattr(processor.image_processor, "patch_size", 14)
@@ -81,6 +89,7 @@ class LocalCritic(Critic):
         convention: str = "auto",
         batch_size: int = 4,
         local_files_only: bool = False,
+        park: bool = False,
     ) -> LocalCritic:
         """Load a hub id (default ``Qwen/Qwen2-VL-7B-Instruct``) or a local folder with the same layout.
 
@@ -111,11 +120,12 @@ class LocalCritic(Critic):
             max_new_tokens=max_new_tokens,
             convention=convention,
             batch_size=batch_size,
+            park=park,
         )
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return self.run_device
 
     def ask(self, images: list[Image.Image], text: str, max_new_tokens: int = 256) -> str:
         return self._generate([(list(images), text)], max_new_tokens)[0][0]
@@ -151,7 +161,7 @@ class LocalCritic(Critic):
         sizes = self._processed_sizes(inputs.get("image_grid_thw"))
 
         # 3. Generate greedily and decode only the new tokens, keeping the grounding tokens.
-        with torch.inference_mode():
+        with torch.inference_mode(), self._on_device():
             output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         answers = [_strip_control(a) for a in self.processor.batch_decode(new_tokens, skip_special_tokens=False)]
@@ -162,6 +172,20 @@ class LocalCritic(Critic):
             results.append((answer, sizes[index : index + len(conv_images)]))
             index += len(conv_images)
         return results
+
+    @contextlib.contextmanager
+    def _on_device(self) -> Iterator[None]:
+        """A parked critic's weights go to its device for one answer and back to the CPU after."""
+        if not self.park:
+            yield
+            return
+        self.model.to(self.run_device)
+        try:
+            yield
+        finally:
+            self.model.to("cpu")
+            if self.run_device.type == "cuda":
+                torch.cuda.empty_cache()
 
     def _processed_sizes(self, grid_thw: torch.Tensor | None) -> list[tuple[int, int]]:
         # image_grid_thw holds (frames, rows, columns) of 14 px patches per image, after the processor's resize.

@@ -31,6 +31,8 @@ PAINT_SETTINGS = (
     "painter.offload",
     "painter.attention_impl",
     "painter.lora",
+    "painter.memory",
+    "painter.compile",
 )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.embeddings import apply_rotary_emb
 
 
 class RegionalAttnProcessor:
@@ -56,6 +57,8 @@ class LseRegionalAttnProcessor:
         if attention_mask is not None:
             raise ValueError("regional attention cannot be combined with another attention_mask")
         query, key, value = _joint_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
+        if self.layout is None:  # a plain call through a compiled transformer's one processor
+            return _finish(attn, attention_with_lse(query, key, value, self.backend)[0], encoder_hidden_states)
         t, r = self.layout.text_len, self.layout.region_len
 
         # 1. Base text and image queries over base text and image keys: no mask, the fastest kernel.
@@ -100,8 +103,6 @@ class GroupedRegionalAttnProcessor:
 def _joint_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb) -> tuple[torch.Tensor, ...]:
     """Query, key and value of the joint ``[text | image]`` sequence as ``(B, H, L, D)``, exactly as diffusers'
     ``FluxAttnProcessor`` makes them (double-stream blocks pass the text separately, single-stream ones at once)."""
-    from diffusers.models.embeddings import apply_rotary_emb
-
     query, key, value = (
         _heads(x, attn.head_dim) for x in _project(attn, hidden_states, attn.to_q, attn.to_k, attn.to_v)
     )

@@ -25,7 +25,7 @@ import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -85,6 +85,8 @@ class FluxPainter:
         self._prompt_cache: OrderedDict[tuple, tuple[torch.Tensor, ...]] = OrderedDict()
         self._lora_scales: dict[str, float] = {}
         self._fused = False
+        self._compiled: LseRegionalAttnProcessor | None = None  # the one processor of a compiled transformer
+        self.memory = "none"  # the memory preset it was loaded with (``painter.memory``), for the out-of-memory hint
 
     # ------------------------------------------------------------------ loading
 
@@ -150,7 +152,33 @@ class FluxPainter:
         if config.lora:
             painter.load_lora(config.lora)
             painter.fuse_lora()
+        if config.vae_tiling:
+            painter.pipe.vae.enable_tiling()
+        if config.compile:
+            painter.compile()
+        painter.memory = config.memory
         return painter
+
+    def compile(self, backend: str = "inductor", mode: str | None = None) -> None:
+        """``torch.compile`` the repeated transformer blocks (diffusers' regional compilation) so that no round of
+        the loop recompiles them.
+
+        Three things keep shapes and guards stable across paintings: one attention processor stays installed for
+        good (regional attention sets its ``layout`` for a call instead of swapping processors, so guards on the
+        processor hold); local prompts' tokens are padded with invisible tokens to a few bucket sizes
+        (``region_bucket``), so 0 to 8 edits reuse a handful of graphs; plain paintings use the same processor with
+        no layout. Compile once per bucket (a warm-up painting each), then nothing recompiles. Blend mode runs
+        1 + N prompts as a batch and compiles once per batch size.
+        """
+        if self.attention_impl != "lse":
+            raise ValueError(f"compile needs attention_impl 'lse' (static shapes), got {self.attention_impl!r}")
+        if self._compiled is not None:
+            return
+        transformer = self.pipe.transformer
+        backend_of = {getattr(p, "_attention_backend", None) for p in transformer.attn_processors.values()}
+        self._compiled = LseRegionalAttnProcessor(None, backend_of.pop() if len(backend_of) == 1 else None)
+        transformer.set_attn_processor(self._compiled)
+        transformer.compile_repeated_blocks(backend=backend, mode=mode, fullgraph=True, dynamic=None)
 
     # ------------------------------------------------------------------ LoRA (diffusers' own API)
 
@@ -203,7 +231,15 @@ class FluxPainter:
         init: Painting | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> Painting:
-        """Render ``request``; with ``init`` and ``request.strength`` < 1, revise ``init`` from partway through."""
+        """Render ``request``; with ``init`` and ``request.strength`` < 1, revise ``init`` from partway through.
+
+        Out of GPU memory, the error names the memory preset to try next."""
+        try:
+            return self._paint(request, init, progress)
+        except torch.OutOfMemoryError as error:
+            raise torch.OutOfMemoryError(out_of_memory_hint(self.memory, error)) from None
+
+    def _paint(self, request: PaintRequest, init: Painting | None, progress: Callable[[int, int], None] | None):
         started = time.perf_counter()
         pipe = self.pipe
 
@@ -270,12 +306,26 @@ class FluxPainter:
         guidance = self._guidance(request.guidance_scale, device)
         text_ids = self._text_ids(embeds.shape[1], device)
         if not request.edits:
-            return self._plain(embeds, pooled, text_ids, image_ids, guidance), 1, contextlib.nullcontext()
+            return self._plain(embeds, pooled, text_ids, image_ids, guidance), 1, self._layout_context(None)
         if request.regional == "blend":
             predict, passes = self._blend(request, embeds, pooled, text_ids, image_ids, guidance, device)
-            return predict, passes, contextlib.nullcontext()
+            return predict, passes, self._layout_context(None)
         predict, layout = self._attention(request, embeds, pooled, image_ids, guidance, device)
+        if self._compiled is not None:
+            return predict, 1, self._layout_context(layout)
         return predict, 1, regional_processors(self.pipe.transformer, self._processor_factory(layout))
+
+    @contextlib.contextmanager
+    def _layout_context(self, layout: regions.RegionalLayout | None) -> Iterator[None]:
+        """A compiled transformer keeps its processor: the call's regional layout is set on it, and cleared after."""
+        if self._compiled is None:
+            yield
+            return
+        self._compiled.layout = layout
+        try:
+            yield
+        finally:
+            self._compiled.layout = None
 
     def _processor_factory(self, layout: regions.RegionalLayout) -> Callable[[Any], Any]:
         """original processor -> the regional processor that replaces it for one call, per ``attention_impl``.
@@ -430,10 +480,14 @@ class FluxPainter:
         """
         cap = request.region_max_sequence_length
         encoded = [self._encode(e.prompt, self.local_prompt_length(e.prompt, cap), device) for e in request.edits]
-        joint = torch.cat([embeds, *(e for e, _ in encoded)], dim=1)
+        lengths = [e.shape[1] for e, _ in encoded]
+        # A compiled transformer sees the local prompts' tokens padded to a bucket size (invisible padding tokens).
+        pad_to = region_bucket(sum(lengths)) if self._compiled is not None else sum(lengths)
+        padding = embeds.new_zeros(1, pad_to - sum(lengths), embeds.shape[2])
+        joint = torch.cat([embeds, *(e for e, _ in encoded), padding], dim=1)
         text_ids = self._text_ids(joint.shape[1], device)
         masks = regions.token_masks(_boxes(request), *_hw(request))
-        layout = regions.regional_layout(embeds.shape[1], [e.shape[1] for e, _ in encoded], masks).to(device)
+        layout = regions.regional_layout(embeds.shape[1], lengths, masks, pad_to=pad_to).to(device)
 
         def predict(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self._transformer(latents, t, joint, pooled, text_ids, image_ids, guidance)
@@ -470,6 +524,26 @@ def check_request(request: PaintRequest, init: Painting | None = None) -> None:
             f"init painting is {init.request.width}x{init.request.height}, "
             f"the request is {request.width}x{request.height}"
         )
+
+
+def out_of_memory_hint(preset: str, error: BaseException) -> str:
+    """What to try after running out of GPU memory with ``preset`` (``painter.memory``)."""
+    following = {"none": "24gb", "80gb": "48gb", "48gb": "24gb", "24gb": "16gb"}.get(preset)
+    first = str(error).splitlines()[0][:200] if str(error) else "out of memory"
+    if following is None:
+        return (f"out of GPU memory even with --memory {preset} ({first}); paint smaller images, or run the critic "
+                "as an endpoint (--critic http://...) so that the whole card is the painter's")  # fmt: skip
+    return (f"out of GPU memory with memory preset {preset!r} ({first}); try --memory {following}, and an endpoint "
+            "critic (--critic http://...) leaves the whole card to the painter")  # fmt: skip
+
+
+def region_bucket(tokens: int) -> int:
+    """The padded number of local-prompt tokens a compiled transformer sees: the next power of two from 32.
+
+    Up to 8 local prompts of up to 64 tokens fall into at most 5 buckets (32 ... 512), so a compiled transformer
+    compiles each block at most 6 times (with the plain shape) and never again.
+    """
+    return 32 if tokens <= 32 else 1 << (tokens - 1).bit_length()
 
 
 def start_index(num_steps: int, strength: float) -> int:
