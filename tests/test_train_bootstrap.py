@@ -66,12 +66,16 @@ def test_bootstrap_keeps_an_improvement_rolls_back_a_regression_and_resumes(tiny
     request = PaintRequest(prompt=heldout[0].prompt, seed=heldout[0].seed, height=64, width=64,
                            num_inference_steps=2, max_sequence_length=16)  # fmt: skip
     now = np.asarray(painter.paint(request).image, dtype=float)
-    kept = np.asarray(Image.open(tmp_path / "iteration-1" / "heldout" / "dog.png"), dtype=float)
-    base = np.asarray(Image.open(tmp_path / "heldout-0" / "dog.png"), dtype=float)
+    kept = np.asarray(Image.open(tmp_path / "iteration-1/heldout/images/painter/dog-s11.png"), dtype=float)
+    base = np.asarray(Image.open(tmp_path / "heldout-0/images/painter/dog-s11.png"), dtype=float)
     assert np.abs(now - kept).max() <= 2 and np.abs(kept - base).max() > 0
-    # 4. The report: a table and a plot.
+    # 4. The report: a table, the held-out evaluation of every iteration, and a plot; each evaluation's own report.
     text = (tmp_path / "report.md").read_text()
     assert "| 1 |" in text and "kept" in text and "rolled back" in text
+    assert (
+        "### iteration 2: rolled back" in text and "| scripted | 2.0000 | 1.5000 | -0.5000 [-0.5000, -0.5000]" in text
+    )
+    assert (tmp_path / "iteration-2" / "heldout" / "report.html").is_file()
     assert (tmp_path / "report.png").stat().st_size > 0
     # 5. Resuming a finished run does no work and gives the same report.
     again = bootstrap(prompts, heldout, config, tmp_path, components=components, heldout_scorer=ScriptedScores([]))
@@ -87,8 +91,8 @@ def test_bootstrap_command_on_the_tiny_models(tmp_path: Path, tiny_clip_dir: Pat
     argv = ["bootstrap", "--tiny", "--prompts", str(tmp_path / "prompts.txt"),
             "--heldout", str(tmp_path / "heldout.txt"), "--iterations", "2", "--out", str(tmp_path / "run"),
             "--steps", "2", "--resolution", "64", "--mixed-precision", "no", "--max-sequence-length", "16",
-            "--no-progress", "--score", "alignment",
-            "--set", "judge.alignment=true", "--set", f"judge.alignment_clip={tiny_clip_dir}",
+            "--no-progress", "--score", "clipscore",
+            "--set", "eval.metrics=clipscore", "--set", f"eval.clip_model={tiny_clip_dir}",
             "--set", "synth.filters.keep_not_scored=true", "--set", "synth.filters.min_similarity=0",
             "--set", "synth.filters.revised=false"]  # fmt: skip
     assert main(argv) == 0
@@ -97,4 +101,46 @@ def test_bootstrap_command_on_the_tiny_models(tmp_path: Path, tiny_clip_dir: Pat
     assert (tmp_path / "run" / "report.png").is_file() and (tmp_path / "run" / "iteration-1" / "lora").is_dir()
     assert main(argv) == 0
     assert capsys.readouterr().out.splitlines()[:4] == first.splitlines()[:4]
-    assert main([*argv[:-10], "--score", "aesthetic"]) == 2  # the judge runs no aesthetic scorer: a clear error
+    assert main([*argv, "--score", "imagereward"]) == 2  # not an eval metric: a clear error before any model loads
+
+
+class PerPromptScores:
+    """Held-out scores by phase and prompt: ``table[phase][prompt]``."""
+
+    def __init__(self, table: list[dict[str, float]]):
+        self.table, self.calls = table, 0
+
+    def __call__(self, images: list[Image.Image], prompts: list[str]) -> list[float]:
+        scores = [self.table[self.calls][prompt] for prompt in prompts]
+        self.calls += 1
+        return scores
+
+
+def test_a_higher_mean_is_not_enough_the_paired_interval_decides(tiny_painter_dir: Path, tmp_path: Path):
+    """The candidate's held-out mean rises (1.0 → 1.375), but prompt by prompt it wins two and loses two: the paired
+    difference's interval reaches below 0, so the iteration is rolled back (the old mean-only rule kept it)."""
+    from artaug.judge import Judge
+    from artaug.painter import FluxPainter
+
+    painter = FluxPainter.from_pretrained(str(tiny_painter_dir))
+    components = SimpleNamespace(painter=painter, critic=AlwaysEditsCritic(), judge=Judge())
+    heldout = [PromptRecord(f"h{i}", f"a held-out prompt number {i}", 20 + i) for i in range(4)]
+    base = {r.prompt: 1.0 for r in heldout}
+    noisy = dict(zip(base, [3.0, 0.0, 2.0, 0.5], strict=True))
+    train = {"resolution": 64, "steps": 1, "mixed_precision": "no", "max_sequence_length": 16, "rank": 4,
+             "checkpoint_every": 0, "progress": False}  # fmt: skip
+    config = load_config(
+        None,
+        {**TINY, "synth.filters.keep_not_scored": True, "synth.filters.min_similarity": 0.0, "eval.resamples": 500,
+         "bootstrap.iterations": 2, "bootstrap.score": "scripted", **{f"train.{k}": v for k, v in train.items()}},
+    )  # fmt: skip
+    prompts = [PromptRecord("fox", "a red fox in the snow", 5)]
+
+    report = bootstrap(prompts, heldout, config, tmp_path, components=components,
+                       heldout_scorer=PerPromptScores([base, noisy]))  # fmt: skip
+
+    [iteration] = report.iterations
+    assert iteration["score"] == 1.375 > iteration["reference"] == 1.0 and not iteration["accepted"]
+    difference = iteration["eval"]["scripted"]["difference"]
+    assert difference["low"] < 0 < difference["high"] and iteration["eval"]["scripted"]["win_rate"] == 0.5
+    assert "did not improve the held-out evaluation" in report.stopped and report.final is None

@@ -394,8 +394,12 @@ class BootstrapConfig(Section):
     name = "bootstrap"
 
     iterations: int = setting(3, "most synth → train → score iterations to run", min=1, max=100)
-    score: str = setting("aesthetic", "the judge score averaged over the held-out prompts")
-    min_improvement: float = setting(0.0, "an iteration is kept only if the held-out mean rises by more than this")
+    score: str = setting(
+        "aesthetic", "the eval metric that decides: its paired difference on the held-out prompts must rise"
+    )
+    min_improvement: float = setting(
+        0.0, "an iteration is kept only if the low end of that difference's interval is above this"
+    )
 
 
 # The metrics ``artaug eval`` knows (``artaug.eval.metrics`` holds their loading code; a test keeps the two equal).

@@ -25,6 +25,7 @@ from artaug.eval.generate import Painters, paint_missing
 from artaug.eval.ledger import LEDGER, Item, Ledger, Score
 from artaug.eval.metrics import Metric, Sample, score_safely
 from artaug.eval.report import summarize, write_report
+from artaug.eval.stats import per_prompt
 from artaug.files import atomic_write, open_image, write_json
 from artaug.synth.prompts import PromptRecord
 
@@ -205,6 +206,14 @@ def write_outputs(
     write_report(out / "report.html", summary, items, scores, lambda i: open_image(ledger.image_path(i, source)),
                  ev, title)  # fmt: skip
     return summary
+
+
+def prompt_scores(folder: str | Path, condition: str | None = None) -> dict[str, dict[str, float]]:
+    """``{metric: {prompt id: score averaged over seeds}}`` of an evaluation folder (one condition, or all)."""
+    with Ledger(folder, readonly=True) as ledger:
+        rows = [s for s in ledger.scores() if s.value is not None and condition in (None, s.condition)]
+    metrics = dict.fromkeys(s.metric for s in rows)
+    return {m: per_prompt({(s.prompt_id, s.seed): s.value for s in rows if s.metric == m}) for m in metrics}
 
 
 def check_metric_inputs(ev: EvalConfig) -> None:

@@ -1,5 +1,11 @@
 """The self-bootstrap cycle (DESIGN.md step 7): synthesize pairs, train a differential LoRA, fuse it, and keep it
-only if the painter's held-out score improves.
+only if the held-out evaluation says the painter got better.
+
+The held-out prompts are painted with the same seeds before and after (``artaug.eval.evaluate``, one folder per
+evaluation, each with its own ``summary.json`` and ``report.html``), scored with ``bootstrap.score`` and
+``eval.metrics``, and compared prompt by prompt with the current painter: an iteration is kept only when the chosen
+metric's paired-difference interval lies above ``bootstrap.min_improvement`` and no other metric's interval reaches
+below ``-eval.epsilon`` (``artaug.eval.gate``).
 
 One painter stays loaded for the whole run. Its weights always hold the LoRA accepted so far, fused for good, so
 stage-1 training of the next iteration starts from the current painter; a candidate LoRA is loaded and fused on top
@@ -18,7 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from artaug.config import Config
+from artaug.config import EVAL_METRICS, Config
+from artaug.eval import Decision, EvalCondition, Result, compare, evaluate, gate
+from artaug.eval.generate import Painters
+from artaug.eval.metrics import Metric, Sample
+from artaug.eval.run import prompt_scores
 from artaug.files import atomic_write, confined, read_json, write_json
 from artaug.train.lora_io import load_lora, save_kohya, save_lora
 from artaug.train.merge import merge_loras
@@ -46,6 +56,25 @@ class BootstrapReport:
             )
         return "\n".join(rows)
 
+    def eval_tables(self) -> str:
+        """Per iteration, every held-out metric: current painter, candidate, paired difference, win rate."""
+        blocks = []
+        for it in self.iterations:
+            rows = [f"### iteration {it['index']}: {'kept' if it['accepted'] else 'rolled back'}", "",
+                    "| metric | current | candidate | paired difference [interval] | win rate |",
+                    "|---|---|---|---|---|"]  # fmt: skip
+            for name, m in it.get("eval", {}).items():
+                d = m["difference"]
+                rows.append(f"| {name} | {_fmt(m['reference'])} | {_fmt(m['candidate'])} | {_fmt(d['mean'])} "
+                            f"[{_fmt(d['low'])}, {_fmt(d['high'])}] | {_fmt(m['win_rate'])} |")  # fmt: skip
+            rows += ["", *(f"- {reason}" for reason in it.get("reasons", [])), ""]
+            blocks.append("\n".join(rows))
+        return "\n".join(blocks)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
 
 def bootstrap(
     prompts: Sequence[Any],
@@ -63,7 +92,7 @@ def bootstrap(
     same paintings). ``config``: painter/critic/judge/loop/synth sections of every iteration's synthesis, ``train``
     for the LoRAs and ``bootstrap`` for the cycle. ``kohya`` also writes the final LoRA in kohya / ComfyUI format.
     ``components``: loaded painter / critic / judge (default: loaded from ``config``). ``heldout_scorer``: images,
-    prompts -> scores (default: the judge's ``config.bootstrap.score`` scorer).
+    prompts -> scores, the gate's only metric (default: ``bootstrap.score`` and ``eval.metrics`` from the registry).
     """
     from artaug.synth.filters import similarity_function
     from artaug.synth.run import synthesize
@@ -71,17 +100,21 @@ def bootstrap(
     from artaug.synth.work import SynthComponents, process_prompt
     from artaug.train.trainer import train_lora
 
-    # 1. Load the painter once; bring it to the state the previous run left (its accepted LoRA fused).
+    # 1. Load the painter once and the held-out metrics; bring the painter to the state the previous run left.
     cycle = config.bootstrap
     out_dir = Path(out_dir)
     state_path = out_dir / "bootstrap.json"
     state = _load_state(state_path)
+    if heldout_scorer is None and cycle.score not in EVAL_METRICS:
+        raise ValueError(
+            f"bootstrap.score {cycle.score!r} is not an eval metric; choose one of {', '.join(EVAL_METRICS)}"
+        )
     if components is None:
         from artaug.loop.components import Components
 
         components = Components.load(config)
     painter = components.painter
-    scorer = heldout_scorer or _judge_scorer(components.judge, cycle.score)
+    metrics = _heldout_metrics(config, heldout_scorer)
     out_dir.mkdir(parents=True, exist_ok=True)
     if state.get("current"):
         _fuse_for_good(painter, str(out_dir / state["current"]))
@@ -89,9 +122,10 @@ def bootstrap(
     def save_state() -> None:
         write_json(state_path, state)
 
-    # 2. The reference score: the painter as it is now (the base, or the last accepted iteration).
+    # 2. The reference: the painter as it is now (the base, or the last accepted iteration), evaluated on held-out.
     if "baseline" not in state:
-        state["baseline"] = _heldout_score(painter, heldout, config, scorer, out_dir / "heldout-0")
+        state["reference_eval"] = "heldout-0"
+        state["baseline"] = _heldout_eval(painter, heldout, config, metrics, out_dir / "heldout-0")[cycle.score]
         state["best"] = state["baseline"]
         save_state()
 
@@ -111,19 +145,22 @@ def bootstrap(
         lora = train_lora(painter.pipe, pairs, train_config, folder / "lora", base_model=_base_name(painter, state))
         painter.load_lora(str(lora.path))
         painter.fuse_lora()
-        score = _heldout_score(painter, heldout, config, scorer, folder / "heldout")
-        accepted = score > state["best"] + cycle.min_improvement
+        score = _heldout_eval(painter, heldout, config, metrics, folder / "heldout")[cycle.score]
+        reference = confined(out_dir, state.get("reference_eval", "heldout-0"), what="held-out evaluation")
+        decision, table = _decide(reference, folder / "heldout", list(metrics), config)
+        accepted = decision.accepted
         record = {"index": k, "pairs": len(pairs), "score": score, "reference": state["best"], "accepted": accepted,
-                  "lora": str(lora.path)}  # fmt: skip
+                  "lora": str(lora.path), "reasons": decision.reasons, "eval": table}  # fmt: skip
         if accepted:
             painter.unload_lora(keep_fused=True)  # the painter now holds this iteration for good
             current = out_dir / state["current"] if state.get("current") else None
             merged = _merge_into(current, lora.path, folder / "merged", k)
             state["current"] = Path(os.path.relpath(merged, out_dir)).as_posix()  # inside out_dir, as it must be
+            state["reference_eval"] = f"iteration-{k}/heldout"
             state["best"] = score
         else:
             painter.unload_lora()  # unfuse: back to the last accepted painter
-            state["stopped"] = f"iteration {k} did not improve the held-out score ({score:.4f} <= {state['best']:.4f})"
+            state["stopped"] = f"iteration {k} did not improve the held-out evaluation ({'; '.join(decision.reasons)})"
         state["iterations"].append(record)
         save_state()
     if not state["stopped"]:
@@ -151,39 +188,62 @@ def _load_state(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not an artaug bootstrap state; choose a new --out")
     if state.get("current"):
         confined(path.parent, state["current"], what=f"LoRA named in {path}")
+    if state.get("reference_eval"):
+        confined(path.parent, state["reference_eval"], what=f"held-out evaluation named in {path}")
     return state
 
 
-def _judge_scorer(judge: Any, name: str) -> HeldoutScorer:
-    names = [s.name for s in getattr(judge, "scorers", [])]
-    if name not in names:
-        raise ValueError(
-            f"the bootstrap scores held-out prompts with the judge's {name!r} score, but the judge runs "
-            f"{names or 'none'}: enable it in the [judge] config (aesthetic / alignment) or choose another score"
-        )
-    scorer = next(s for s in judge.scorers if s.name == name)
-    return scorer.score
+class _ScriptedMetric:
+    """A held-out scorer given as a function (images, prompts -> scores), as a metric."""
+
+    def __init__(self, name: str, scorer: HeldoutScorer) -> None:
+        self.name, self.scorer = name, scorer
+
+    def score(self, samples: list[Sample]) -> list[Result]:
+        return [Result(float(v)) for v in self.scorer([s.image for s in samples], [s.prompt for s in samples])]
 
 
-def _heldout_score(painter: Any, heldout: Sequence[Any], config: Config, scorer: HeldoutScorer,
-                   folder: Path) -> float:  # fmt: skip
-    """Paint every held-out prompt with its own seed and the config's painter settings; mean score."""
-    from artaug.types import PaintRequest
+def _heldout_metrics(config: Config, scorer: HeldoutScorer | None) -> dict[str, Metric]:
+    """The gate's metrics: ``bootstrap.score`` first, then the rest of ``eval.metrics`` (or only ``scorer``)."""
+    if scorer is not None:
+        return {config.bootstrap.score: _ScriptedMetric(config.bootstrap.score, scorer)}
+    from artaug.eval import load_metrics
 
-    p = config.painter
-    folder.mkdir(parents=True, exist_ok=True)
-    images, texts = [], []
-    for record in heldout:
-        request = PaintRequest(prompt=record.prompt, seed=record.seed, height=p.height, width=p.width,
-                               num_inference_steps=p.num_inference_steps, guidance_scale=p.guidance_scale,
-                               max_sequence_length=p.max_sequence_length)  # fmt: skip
-        image = painter.paint(request).image
-        image.save(folder / f"{record.id}.png")
-        images.append(image)
-        texts.append(record.prompt)
-    if not images:
+    names = tuple(dict.fromkeys((config.bootstrap.score, *config.eval.metrics)))
+    return load_metrics(names, config.eval)
+
+
+def _heldout_eval(painter: Any, heldout: Sequence[Any], config: Config, metrics: dict[str, Metric],
+                  folder: Path) -> dict[str, float]:  # fmt: skip
+    """Paint every held-out prompt with its own seeds and the config's painter settings (one painting, no loop),
+    score it with ``metrics`` into the evaluation folder ``folder`` (resumable); the mean of each metric."""
+    if not heldout:
         raise ValueError("no held-out prompts to score")
-    return statistics.fmean(scorer(images, texts))
+    plain = config.updated({"eval.progress": False})
+    painters = Painters(lambda settings: painter, lambda settings: (None, None))
+    evaluate(list(heldout), folder, plain, conditions=[EvalCondition("painter")], painters=painters, metrics=metrics)
+    means = {name: _mean(prompt_scores(folder).get(name, {})) for name in metrics}
+    chosen = config.bootstrap.score
+    if means.get(chosen) is None:
+        raise ValueError(f"the held-out evaluation in {folder} scored no painting with {chosen}: see its summary.json")
+    return means
+
+
+def _decide(reference: Path, candidate: Path, metrics: list[str], config: Config) -> tuple[Decision, dict[str, Any]]:
+    """Compare two held-out evaluations prompt by prompt on every metric and apply the gate; the decision and the
+    eval table of the iteration (each metric's two means, paired difference with its interval, win rate)."""
+    ev = config.eval
+    before, after = prompt_scores(reference), prompt_scores(candidate)
+    comparisons = {m: compare(before.get(m, {}), after.get(m, {}), ev.resamples, ev.confidence, ev.bootstrap_seed)
+                   for m in metrics}  # fmt: skip
+    decision = gate(comparisons, config.bootstrap.score, ev.epsilon, config.bootstrap.min_improvement)
+    table = {m: {"reference": _mean(before.get(m, {})), "candidate": _mean(after.get(m, {})), **c.to_dict()}
+             for m, c in comparisons.items()}  # fmt: skip
+    return decision, table
+
+
+def _mean(scores: dict[str, float]) -> float | None:
+    return statistics.fmean(scores.values()) if scores else None
 
 
 def _fuse_for_good(painter: Any, lora_path: str) -> None:
@@ -208,7 +268,8 @@ def _base_name(painter: Any, state: dict[str, Any]) -> str:
 def _write_report(report: BootstrapReport) -> None:
     folder = report.folder
     lines = ["# artaug bootstrap", "", report.table(), "", f"stopped: {report.stopped}", "",
-             f"final LoRA: {report.final or 'none (no iteration improved the held-out score)'}"]  # fmt: skip
+             f"final LoRA: {report.final or 'none (no iteration improved the held-out score)'}", "",
+             "## held-out evaluation per iteration", "", report.eval_tables()]  # fmt: skip
     try:
         import matplotlib
 
