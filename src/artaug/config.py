@@ -496,36 +496,6 @@ class StudioConfig(Section):
     max_queue: int = setting(16, "jobs that may wait for the painter at once; more are refused", min=1, max=1000)
 
 
-def _host(value: str) -> str | None:
-    ok = re.fullmatch(r"[A-Za-z0-9.:\[\]-]{1,253}", value)
-    return None if ok else f"must be a host name or IP address to listen on, got {value!r}"
-
-
-@dataclass(frozen=True)
-class StudioConfig(Section):
-    """``artaug studio``: where it listens, where it writes, and what a browser may send it."""
-
-    name = "studio"
-
-    host: str = setting(
-        "127.0.0.1", "address to listen on; any other than loopback needs --auth (or the auth_env variable)",
-        check=_host,
-    )  # fmt: skip
-    port: int = setting(7860, "port to listen on (0: any free port)", min=0, max=65535)
-    output: str = setting("runs/studio", "folder of the studio's run folders (one per painting session)")
-    store: str = setting("runs/studio/pairs", "synth store whose pairs are reviewed and which accepted revisions join")
-    person: str = setting(
-        "person", "name recorded as the critic of rounds a person edited and as the reviewer of their verdicts",
-        check=lambda v: None if v.strip() and len(v) <= 200 else "must be a name of 1 to 200 characters",
-    )  # fmt: skip
-    use_critic: bool = setting(True, "load the critic at start; off: the person is the only client")
-    auth_env: str = setting(
-        "ARTAUG_STUDIO_AUTH", "environment variable holding USER:PASSWORD for the login page", check=_env_name
-    )
-    max_upload_mb: float = setting(20.0, "largest file a browser may upload, in MB", above=0.0, max=1024.0)
-    max_queue: int = setting(16, "jobs that may wait for the painter at once; more are refused", min=1, max=1000)
-
-
 SECTIONS: dict[str, type[Section]] = {
     "painter": PainterConfig,
     "critic": CriticConfig,
@@ -534,7 +504,6 @@ SECTIONS: dict[str, type[Section]] = {
     "synth": SynthConfig,
     "train": TrainConfig,
     "bootstrap": BootstrapConfig,
-    "studio": StudioConfig,
     "studio": StudioConfig,
     "eval": EvalConfig,
 }
@@ -555,7 +524,6 @@ class Config(Section):
     synth: SynthConfig = setting(SynthConfig, "pair synthesis")
     train: TrainConfig = setting(TrainConfig, "LoRA training")
     bootstrap: BootstrapConfig = setting(BootstrapConfig, "the bootstrap cycle")
-    studio: StudioConfig = setting(StudioConfig, "the studio web app")
     studio: StudioConfig = setting(StudioConfig, "the studio web app")
     eval: EvalConfig = setting(EvalConfig, "evaluation")
 
@@ -689,7 +657,6 @@ __all__ = [
     "JudgeConfig",
     "LoopConfig",
     "PainterConfig",
-    "StudioConfig",
     "StudioConfig",
     "SynthConfig",
     "TrainConfig",
