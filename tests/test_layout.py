@@ -35,6 +35,7 @@ STAGES = {
     "artaug.world.bench": 7,  # the world's benchmark runs the loop, synthesis and training
     "artaug.train": 6,
     "artaug.cli": 8,
+    "artaug.studio": 8,  # a door, like the command line
     "artaug": 8,  # the package facade (``artaug.paint``) sits on top
 }
 

@@ -23,6 +23,7 @@ from artaug.types import PaintRequest
 
 ProgressBar = Callable[..., Any]
 VERDICT_KEYS = {"accepted": "accepted", "rejected": "rejected"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EDITOR_SIZE = 512  # small paintings are shown enlarged (by a whole factor, nearest pixel) so boxes can be drawn
 
 
@@ -151,11 +152,12 @@ class Handlers:
             image = open_image(file, what="uploaded file")
         except ValueError as error:
             raise StudioError(str(error)) from None
-        if image.format != "PNG":
-            raise StudioError(f"the uploaded file is a {image.format or 'unknown'} image; open a PNG artaug wrote")
+        with file.open("rb") as handle:
+            if handle.read(8) != PNG_SIGNATURE:
+                raise StudioError("the uploaded image is not a PNG; open a PNG artaug wrote")
         from artaug.files import loads_json
 
-        text = dict(getattr(image, "text", {}) or {})
+        text = {k: v for k, v in image.info.items() if isinstance(v, str)}  # a PNG's text chunks
         try:
             provenance = loads_json(text.get(PROVENANCE_KEY, "null"), where="the PNG's artaug chunk")
             request = PaintRequest.from_dict(provenance.get("request", provenance))
