@@ -402,7 +402,7 @@ class BootstrapConfig(Section):
     )
 
 
-# The metrics ``artaug eval`` knows (``artaug.eval.metrics`` holds their loading code; a test keeps the two equal).
+# The metrics ``artaug eval`` knows (``artaug.eval.registry`` holds their loading code; a test keeps the two equal).
 EVAL_METRICS = ("pickscore", "clipscore", "aesthetic", "vqascore", "world", "geneval")
 DEFAULT_PICKSCORE = "yuvalkirstain/PickScore_v1"
 DEFAULT_PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
