@@ -20,12 +20,13 @@ from artaug.types import Critique, Edit
 if TYPE_CHECKING:
     from PIL import Image
 
-    from artaug.studio.session import Session
     from artaug.types import Round
 
 
-def commit_person_pair(session: Session, before: int, record: Round) -> str:
+def commit_person_pair(session: Any, before: int, record: Round) -> str:
     """Commit (best painting before ``record``, its accepted revision) to the studio's store; returns the pair id.
+
+    ``session`` is the ``artaug.studio.session.Session`` whose round it is (not imported here: it imports this).
 
     The synth filters run as for any pair (their verdicts are recorded), and the person's acceptance is committed in
     the same transaction: the pair is accepted whatever the filters say (see ``artaug.synth.store``).

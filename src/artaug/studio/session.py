@@ -26,6 +26,7 @@ from artaug.loop import Decided, LoopResult, Painted, first_request, revision_re
 from artaug.loop.components import Components
 from artaug.loop.runfolder import RunFolder, free_output
 from artaug.studio.boxes import boxes_to_edits, person_critique, same_edits
+from artaug.studio.pairs import commit_person_pair
 from artaug.types import Critique, Painting, Round, Trail
 
 if TYPE_CHECKING:
@@ -271,8 +272,6 @@ class Session:
         return step
 
     def _commit_pair(self, before: int, record: Round) -> str:
-        from artaug.studio.pairs import commit_person_pair
-
         pair_id = commit_person_pair(self, before, record)
         self.pairs.append(pair_id)
         return pair_id
