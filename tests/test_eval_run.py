@@ -145,10 +145,14 @@ def test_an_interrupted_evaluation_resumes_with_nothing_lost_or_done_twice(paint
     first = {p.name: p.stat().st_mtime_ns for p in out.glob("images/*/*.png")}
     assert len(first) == 5
 
-    # 2. Ctrl-C while scoring, after the first batch of 8 was committed.
+    # 2. Ctrl-C while scoring, after the first batch of 8 was committed. The rest was painted with one painter load:
+    #    another guidance scale is a painting setting, not another painter.
+    loads, painters = [], painters_of(painter)
+    painters.load_painter = lambda settings: loads.append(settings) or painter
     with pytest.raises(KeyboardInterrupt):
-        evaluate(PROMPTS, out, CONFIG.updated({"eval.batch_size": 8}), conditions=conds,
-                 painters=painters_of(painter), metrics={"brightness": Brightness(stop_after=8)})  # fmt: skip
+        evaluate(PROMPTS, out, CONFIG.updated({"eval.batch_size": 8}), conditions=conds, painters=painters,
+                 metrics={"brightness": Brightness(stop_after=8)})  # fmt: skip
+    assert len(loads) == 1
     assert all(out.joinpath("images").rglob(name) for name in first)
 
     # 3. The resumed run paints and scores only what is missing; the first paintings were not made again.

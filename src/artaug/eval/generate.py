@@ -25,6 +25,8 @@ from artaug.synth.prompts import PromptRecord
 from artaug.types import Trail
 
 IMAGES = "images"
+# [painter] settings a painting reads (``first_request``); every other one shapes the loaded painter itself.
+PAINT_ONLY = ("height", "width", "num_inference_steps", "guidance_scale", "max_sequence_length")
 _SAFE_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -53,7 +55,9 @@ class Painters:
         return cls(FluxPainter.from_config, helpers)
 
     def painter_for(self, config: Config) -> Any:
-        key = json.dumps(config.painter.to_dict(), sort_keys=True)
+        """The painter of ``config``, loaded again only when a setting that loading depends on changed (a condition
+        that only paints differently, say another guidance scale, keeps the loaded one)."""
+        key = json.dumps({k: v for k, v in config.painter.to_dict().items() if k not in PAINT_ONLY}, sort_keys=True)
         if self.painter is None or key != self.painter_key:
             self.painter, self.painter_key = None, ""  # let the old weights go before the new ones load
             self.painter, self.painter_key = self.load_painter(config.painter), key

@@ -29,7 +29,9 @@ ClipLoader = Callable[[str], "ClipBundle"]
 
 
 def _pickscore(config: EvalConfig, clip: ClipLoader) -> Metric:
-    return PickScore(load_clip(config.pickscore_model, config.pickscore_processor, config.device), config.batch_size)
+    return PickScore.from_pretrained(
+        config.pickscore_model, config.pickscore_processor, config.device, config.batch_size
+    )
 
 
 def _clipscore(config: EvalConfig, clip: ClipLoader) -> Metric:
