@@ -285,6 +285,13 @@ def test_prompt_sets_from_files_datasets_and_names(tmp_path):
 # --- the command line ----------------------------------------------------------------------------------------------
 
 
+def test_help_lists_the_eval_settings(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "--help"])
+    text = capsys.readouterr().out
+    assert exit_.value.code == 0 and "--metrics" in text and "default: clipscore,aesthetic" in text
+
+
 def test_eval_sets_lists_licences(capsys):
     assert main(["eval", "sets"]) == 0
     text = capsys.readouterr().out

@@ -428,12 +428,12 @@ class EvalConfig(Section):
     name = "eval"
 
     metrics: tuple[str, ...] = setting(
-        ["clipscore", "aesthetic"], f"metrics to compute, comma-separated: {', '.join(EVAL_METRICS)}",
+        ("clipscore", "aesthetic"), f"metrics to compute, comma-separated: {', '.join(EVAL_METRICS)}",
         check=_metric_names,
     )  # fmt: skip
     seeds: int = setting(1, "paintings per prompt and condition: the prompt's seed s, then s+1, ...", min=1, max=64)
     loop: bool = setting(False, "add the critique-loop conditions (+ loop, and + LoRA + loop), loop.rounds rounds")
-    resamples: int = setting(2000, "bootstrap resamples of the prompts for every 95% interval", min=10, max=1_000_000)
+    resamples: int = setting(2000, "bootstrap resamples of the prompts behind every interval", min=10, max=1_000_000)
     confidence: float = setting(0.95, "coverage of the bootstrap intervals", above=0.5, max=0.999)
     bootstrap_seed: int = setting(0, "seed of the resampling, so an interval is the same on every run", min=0)
     epsilon: float = setting(

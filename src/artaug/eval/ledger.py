@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from artaug.files import confined, loads_json
 
@@ -92,7 +93,7 @@ class Ledger:
         if readonly:
             if not path.is_file():
                 raise FileNotFoundError(f"{self.root} is not an artaug evaluation (no {LEDGER}); run `artaug eval`")
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            self._db = sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False)
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
@@ -209,6 +210,11 @@ class Ledger:
         ).fetchall()
         where = f"a score of {self.root / LEDGER}"
         return [Score(c, p, s, m, v, _loads(d, where), e, sec) for c, p, s, m, v, d, e, sec in rows]
+
+
+def read_only_uri(path: Path) -> str:
+    """A SQLite URI that opens ``path`` for reading only (quoted: a folder name may hold ``?`` or ``#``)."""
+    return f"file:{quote(str(path))}?mode=ro"
 
 
 def _dumps(value: Any) -> str:

@@ -23,7 +23,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from artaug.eval.ledger import LEDGER, Item, Ledger
+from artaug.eval.ledger import LEDGER, Item, Ledger, read_only_uri
 from artaug.files import confined, loads_json, read_json
 from artaug.synth.prompts import default_id
 from artaug.types import Trail
@@ -59,7 +59,7 @@ def discover(folder: str | Path) -> tuple[str, list[Item]]:
 
 
 def _is_eval_ledger(path: Path) -> bool:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = sqlite3.connect(read_only_uri(path), uri=True)
     try:
         return (
             db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scores'").fetchone() is not None
