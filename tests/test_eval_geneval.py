@@ -8,6 +8,7 @@ import json
 import pytest
 from PIL import Image
 
+from artaug.cli import main
 from artaug.config import load_config
 from artaug.eval import Sample, score_existing, score_safely
 from artaug.eval.geneval import (
@@ -139,3 +140,11 @@ def test_geneval_through_eval_score(tmp_path):
     row = result.summary["metrics"]["geneval"]["flux"]
     assert row["categories"] == {"colors": 0.0, "counting": 1.0, "position": 1.0, "overall": pytest.approx(2 / 3)}
     assert row["mean"] == pytest.approx(2 / 3) and row["failures"] == 0
+
+    # The same through the command line, where --prompts lends the metadata.
+    argv = ["eval", "score", str(source), "--out", str(tmp_path / "cli"), "--prompts",
+            str(tmp_path / "metadata.jsonl"), "--metrics", "geneval", "--set",
+            f"eval.geneval_detections={detections}", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    assert summary["metrics"]["geneval"]["flux"]["categories"]["overall"] == pytest.approx(2 / 3)

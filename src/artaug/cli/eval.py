@@ -3,7 +3,7 @@ already exist. Running the same command again resumes it: nothing is painted or 
 
 artaug eval --prompts SET --out DIR [--painter ID_OR_DIR] [--lora FILE]... [--condition NAME=SPEC]...
             [--metrics a,b,c] [--seeds N] [--loop]
-artaug eval score DIR_OR_RUNS --out DIR [--reference NAME]
+artaug eval score DIR_OR_RUNS --out DIR [--reference NAME] [--prompts SET]   # SET: metadata for the prompts
 artaug eval sets                          # the named prompt sets, their licences, and how to get the others
 
 SET: a prompt file (.txt .jsonl .csv .parquet; GenEval's evaluation_metadata.jsonl included), datasets:NAME[:SPLIT
@@ -81,18 +81,18 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from artaug.eval import score_existing
+    from artaug.eval import load_prompt_set, score_existing
 
     if args.path is None:
         parser.error("usage: artaug eval score DIR_OR_RUNS --out DIR")
-    if args.prompts or args.lora or args.condition or args.limit:
-        parser.error(
-            "eval score scores what DIR_OR_RUNS holds: --prompts, --lora, --condition and --limit do not apply"
-        )
+    if args.lora or args.condition or args.limit:
+        parser.error("eval score scores what DIR_OR_RUNS holds: --lora, --condition and --limit do not apply")
     config = config_from_args(args, _tiny_presets() if args.tiny else None)
+    # A prompt set here only lends its metadata (GenEval's clauses, tags) to the images of the same prompt.
+    prompts = load_prompt_set(args.prompts) if args.prompts else None
     if args.out is not None:
         check_output(args.out, "folder")
-    result = score_existing(args.path, args.out, config, reference=args.reference)
+    result = score_existing(args.path, args.out, config, reference=args.reference, prompts=prompts)
     print(f"{result.folder}: scored {result.scored}")
     print(table(result.summary))
     print(f"report: {result.folder / 'report.html'}")
