@@ -40,6 +40,7 @@ class Painters:
     painter: Any = None
     painter_key: str = ""
     helpers: tuple[Any, Any] | None = None
+    helpers_key: str = ""
 
     @classmethod
     def from_configs(cls) -> Painters:
@@ -64,8 +65,11 @@ class Painters:
         return self.painter
 
     def critic_and_judge(self, config: Config) -> tuple[Any, Any]:
-        if self.helpers is None:
-            self.helpers = self.load_helpers(config)
+        """The critic and judge of ``config``'s ``[critic]`` and ``[judge]``, loaded again when those change."""
+        key = json.dumps(config.to_dict(sections=("critic", "judge")), sort_keys=True)
+        if self.helpers is None or key != self.helpers_key:
+            self.helpers, self.helpers_key = None, ""
+            self.helpers, self.helpers_key = self.load_helpers(config), key
         return self.helpers
 
 

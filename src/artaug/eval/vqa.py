@@ -2,7 +2,7 @@
 "{prompt}"? Please answer yes or no." (Lin et al. 2024, "Evaluating Text-to-Visual Generation with Image-to-Text
 Generation"; the paper's best model is CLIP-FlanT5, any VLM that answers yes/no fits the definition).
 
-Two ways to ask, and every score says which one it took (``detail["method"]``):
+Three ways to ask, and every score says which one it took (``detail["method"]``):
 
 - ``local`` (``LocalCritic``, in this process): P("Yes") exactly, by teacher forcing: the chat-formatted question
   with the image, followed by the tokens of ``Yes``; the score is ``exp(sum log p(answer token | everything before))``
