@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,21 @@ def test_bench_loop_measures_two_accepted_rounds_of_four_edits(tmp_path, tiny_pa
     assert "default: 2.00x one plain generation in transformer passes" in stdout
     blend = next(line.split() for line in stdout.splitlines() if line.startswith("blend "))
     assert blend[3:5] == ["24", "6.00"] and blend[-2:] == ["[True,", "True]"]
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_proves_itself_on_the_cpu(tmp_path):
+    """bench/gpu.sh --smoke: every part of the GPU script (steps of every implementation, the compiled painter's
+    recompiles, the loop, a training step, the JSON) on narrow widths, so GPU minutes are never spent debugging."""
+    out = tmp_path / "out"
+    process = subprocess.run(
+        [str(EXAMPLES.parent / "bench" / "gpu.sh"), "--smoke", "--steps", "1"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OUT": str(out)},
+    )  # fmt: skip
+    stdout = ok(process)
+    results = json.loads((out / "gpu.json").read_text())
+    assert results["compiled"]["recompiles_after_warm_up"] == 0
+    assert results["loop"]["rounds_accepted"] == 2 and results["loop"]["edits_per_round"] == [4, 4]
+    assert results["loop"]["passes_ratio"] == pytest.approx(2.0)  # 8 steps, strength 0.4: 4 steps a round, twice
+    assert {"attention lse x4", "attention grouped x4", "attention mask x4", "blend x4"} <= set(results["steps_table"])
+    assert results["train"]["step_seconds"] > 0 and "targets (issue 13):" in stdout
