@@ -42,7 +42,8 @@ def add_config_flags(parser: argparse.ArgumentParser, settings: tuple[str, ...],
         options: dict[str, Any] = {
             "dest": PREFIX + dotted,
             "default": argparse.SUPPRESS,
-            "help": f"{f.metadata['help']} [{dotted}; default: {shown}]",
+            # argparse formats help with %-interpolation: a literal % in a field's help must be doubled
+            "help": f"{f.metadata['help']} [{dotted}; default: {shown}]".replace("%", "%%"),
         }
         if base is bool:
             options["action"] = argparse.BooleanOptionalAction

@@ -45,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export = parser.add_argument_group("export")
     export.add_argument("--format", choices=("imagefolder", "kohya", "webdataset"), help="export layout")
     export.add_argument("--to", type=Path, help="export folder (new or empty)")
-    export.add_argument("--all", action="store_true", help="export dropped pairs too (default: kept only)")
+    export.add_argument(
+        "--all", action="store_true", help="export the filters' dropped pairs too (default: accepted pairs only)"
+    )
     export.add_argument("--shard-size", type=integer(1), default=1000, help="pairs per WebDataset shard")
     add_config_file_flags(run)
     add_config_flags(run, SYNTH_SETTINGS)

@@ -21,8 +21,8 @@ from artaug.config import TrainConfig
 
 FORMATS = ("diffusers", "kohya", "both")
 TRAIN_SETTINGS = tuple(f"train.{name}" for name, _, _ in TrainConfig.settings())
-BOOTSTRAP_SETTINGS = ("bootstrap.iterations", "bootstrap.score", "bootstrap.min_improvement", "painter.model",
-                      "critic.model")  # fmt: skip
+BOOTSTRAP_SETTINGS = ("bootstrap.iterations", "bootstrap.score", "bootstrap.min_improvement", "eval.metrics",
+                      "eval.epsilon", "painter.model", "critic.model")  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -18,6 +18,7 @@ class SynthStats:
     failures: list[tuple[str, str]] = field(default_factory=list)
     deltas: dict[str, list[tuple[float, bool]]] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
+    reviews: dict[str, int] = field(default_factory=dict)
 
     def format(self) -> str:
         c = self.counts
@@ -26,6 +27,9 @@ class SynthStats:
             + (f" ({c['leased']} leased now)" if c["leased"] else ""),
             f"pairs {c['pairs']}: kept {c['kept']}, dropped {c['pairs'] - c['kept']}",
         ]
+        if any(self.reviews.values()):
+            accepted, rejected = self.reviews["accepted"], self.reviews["rejected"]
+            lines.append(f"reviewed by a person: {accepted} accepted, {rejected} rejected")
         if self.dropped_by_reason:
             lines.append("dropped by reason (a pair may fail several filters):")
             width = max(len(r) for r in self.dropped_by_reason)
@@ -43,7 +47,7 @@ class SynthStats:
 
 def collect(store_dir: str | Path) -> SynthStats:
     with Store(store_dir, readonly=True) as store:
-        stats = SynthStats(counts=store.counts())
+        stats = SynthStats(counts=store.counts(), reviews=store.review_counts())
         pairs = store.pairs()
         stats.failures = [(r["prompt_id"], r["error"] or "") for r in store.results() if r["status"] == "failed"]
     for pair in pairs:
