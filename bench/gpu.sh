@@ -10,8 +10,7 @@
 # script installs them into /tmp before it runs. artaug itself runs from src/ (no install needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] && PY=.venv/bin/python
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 if ! "$PY" -c "import diffusers" 2>/dev/null; then
     if ! ls .whl/*.whl >/dev/null 2>&1; then
         echo "error: diffusers is not installed and no wheels are in .whl/: run bench/gpu_wheels.sh where pip works" >&2
