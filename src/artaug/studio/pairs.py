@@ -15,6 +15,7 @@ from artaug.files import open_image
 from artaug.synth.filters import PairEvidence, drop_reasons, evaluate, similarity_function
 from artaug.synth.prompts import PromptRecord
 from artaug.synth.store import LEDGER, PairDraft, PairRecord, Store
+from artaug.synth.work import score_table
 from artaug.types import Critique, Edit
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def commit_person_pair(session: Any, before: int, record: Round) -> str:
         round=record.index,
         before=f"r{before}",
         after=f"r{record.index}",
-        scores=_score_table(before_scores, record.scores, evidence.similarity),
+        scores=score_table(before_scores, record.scores, evidence.similarity),
         kept=kept,
         verdicts=[v.to_dict() for v in verdicts],
         meta=meta,
@@ -157,19 +158,4 @@ def _md(text: str) -> str:
     out = " ".join(str(text).split())
     for char in "\\`*_{}[]<>()#|!":
         out = out.replace(char, "\\" + char)
-    return out
-
-
-def _score_table(before: dict[str, float], after: dict[str, float], similarity: float | None) -> dict[str, float]:
-    # The same keys as synthesized pairs (``name.before``, ``name.after``, ``name.delta``, ``similarity``).
-    out = {}
-    for key in sorted(set(before) | set(after)):
-        if key in before:
-            out[f"{key}.before"] = float(before[key])
-        if key in after:
-            out[f"{key}.after"] = float(after[key])
-        if key in before and key in after:
-            out[f"{key}.delta"] = float(after[key]) - float(before[key])
-    if similarity is not None:
-        out["similarity"] = float(similarity)
     return out

@@ -131,9 +131,7 @@ def _draft(
         similarity=1.0 if after == before else components.similarity(a, b),
     )
     kept, verdicts = evaluate(evidence, config.synth.filters)
-    scores = _score_table(before_scores, after_scores)
-    if evidence.similarity is not None:
-        scores["similarity"] = evidence.similarity
+    scores = score_table(before_scores, after_scores, evidence.similarity)
     after_round = rounds.get(after)
     meta = {
         "first_seed": trail.first_request.seed,
@@ -166,7 +164,10 @@ def _thresholds(filters: FilterConfig) -> dict[str, float]:
     return {k: v for k, v in lines.items() if v is not None}
 
 
-def _score_table(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+def score_table(
+    before: dict[str, float], after: dict[str, float], similarity: float | None = None
+) -> dict[str, float]:
+    """A pair's scores as the store keeps them: ``name.before``, ``name.after``, ``name.delta``, ``similarity``."""
     out = {}
     for key in sorted(set(before) | set(after)):
         if key in before:
@@ -175,6 +176,8 @@ def _score_table(before: dict[str, float], after: dict[str, float]) -> dict[str,
             out[f"{key}.after"] = float(after[key])
         if key in before and key in after:
             out[f"{key}.delta"] = float(after[key]) - float(before[key])
+    if similarity is not None:
+        out["similarity"] = float(similarity)
     return out
 
 
