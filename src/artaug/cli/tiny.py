@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from artaug.cli.options import check_output
-from artaug.tiny import CRITIC_VARIANTS
+from artaug.tiny import CRITIC_VARIANTS, PAINTER_FAMILIES
 
 FOLDER_HELP = "folder to write (created; must be empty if it exists)"
 
@@ -23,8 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "It loads with from_pretrained like the real model; it paints and critiques nothing meaningful.",
     )
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
-    painter = kinds.add_parser("painter", help="tiny FLUX.1 folder (loads with diffusers' FluxPipeline)")
+    painter = kinds.add_parser(
+        "painter", help="tiny painter folder: FLUX.1-dev (FluxPipeline), schnell, Qwen-Image or FLUX.1-Kontext"
+    )
     painter.add_argument("folder", type=Path, metavar="DIR", help=FOLDER_HELP)
+    painter.add_argument("--family", choices=PAINTER_FAMILIES, default="flux", help="which model family to mimic")
     painter.set_defaults(func=run_painter)
     critic = kinds.add_parser("critic", help="tiny Qwen2-VL / Qwen2.5-VL folder (AutoModelForImageTextToText)")
     critic.add_argument("folder", type=Path, metavar="DIR", help=FOLDER_HELP)
@@ -33,9 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_painter(args: argparse.Namespace) -> int:
-    from artaug.tiny.painter import build_tiny_painter
+    from artaug.tiny import build_tiny_painter
 
-    _build(args.folder, build_tiny_painter)
+    _build(args.folder, lambda folder: build_tiny_painter(folder, args.family))
     return 0
 
 

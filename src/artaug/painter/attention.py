@@ -59,22 +59,8 @@ class LseRegionalAttnProcessor:
         query, key, value = _joint_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
         if self.layout is None:  # a plain call through a compiled transformer's one processor
             return _finish(attn, attention_with_lse(query, key, value, self.backend)[0], encoder_hidden_states)
-        t, r = self.layout.text_len, self.layout.region_len
-
-        # 1. Base text and image queries over base text and image keys: no mask, the fastest kernel.
-        def main(x: torch.Tensor) -> torch.Tensor:
-            return torch.cat([x[:, :, :t], x[:, :, t + r :]], dim=2)
-
-        out, lse = attention_with_lse(main(query), main(key), main(value), self.backend)
-        # 2. The same queries over the region-text keys they may see (a few dozen keys), merged by log-sum-exp.
-        if r:
-            extra, extra_lse = _masked_attention(main(query), key[:, :, t : t + r], value[:, :, t : t + r],
-                                                 self.layout.extra_mask)  # fmt: skip
-            out = _merge(out, lse, extra, extra_lse)
-        # 3. Region-text queries: their own text, the base text and their box, in one small masked call.
-        regional = _masked_attention(query[:, :, t : t + r], key, value, self.layout.region_mask)[0] if r else None
-        parts = [out[:, :, :t], *([regional] if r else []), out[:, :, t:]]
-        return _finish(attn, torch.cat(parts, dim=2).to(query.dtype), encoder_hidden_states)
+        out = lse_regional_attention(query, key, value, self.layout, self.backend)
+        return _finish(attn, out, encoder_hidden_states)
 
 
 class GroupedRegionalAttnProcessor:
@@ -93,11 +79,43 @@ class GroupedRegionalAttnProcessor:
         if attention_mask is not None:
             raise ValueError("regional attention cannot be combined with another attention_mask")
         query, key, value = _joint_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
-        # Every query row belongs to exactly one group.
-        out = torch.empty_like(query)
-        for rows, cols in self.groups:
-            out[:, :, rows] = F.scaled_dot_product_attention(query[:, :, rows], key[:, :, cols], value[:, :, cols])
-        return _finish(attn, out, encoder_hidden_states)
+        return _finish(attn, grouped_attention(query, key, value, self.groups), encoder_hidden_states)
+
+
+def lse_regional_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, layout: Any, backend: Any = None
+) -> torch.Tensor:
+    """Regional joint attention of ``(B, H, L, D)`` queries, keys and values ordered ``base text | region texts |
+    image`` (``layout``: a ``regions.RegionalLayout``), as one unmasked call plus small masked ones merged by
+    log-sum-exp (see the module docstring). Any family whose joint attention is one softmax over that sequence uses
+    it (FLUX, Qwen-Image)."""
+    t, r = layout.text_len, layout.region_len
+
+    # 1. Base text and image queries over base text and image keys: no mask, the fastest kernel.
+    def main(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x[:, :, :t], x[:, :, t + r :]], dim=2)
+
+    out, lse = attention_with_lse(main(query), main(key), main(value), backend)
+    # 2. The same queries over the region-text keys they may see (a few dozen keys), merged by log-sum-exp.
+    if r:
+        extra, extra_lse = _masked_attention(main(query), key[:, :, t : t + r], value[:, :, t : t + r],
+                                             layout.extra_mask)  # fmt: skip
+        out = _merge(out, lse, extra, extra_lse)
+    # 3. Region-text queries: their own text, the base text and their box, in one small masked call.
+    regional = _masked_attention(query[:, :, t : t + r], key, value, layout.region_mask)[0] if r else None
+    parts = [out[:, :, :t], *([regional] if r else []), out[:, :, t:]]
+    return torch.cat(parts, dim=2).to(query.dtype)
+
+
+def grouped_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, groups: list[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """Masked attention as unmasked calls, one per group of queries sharing their allowed keys
+    (``regions.attention_groups``). Every query row belongs to exactly one group."""
+    out = torch.empty_like(query)
+    for rows, cols in groups:
+        out[:, :, rows] = F.scaled_dot_product_attention(query[:, :, rows], key[:, :, cols], value[:, :, cols])
+    return out
 
 
 def _joint_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb) -> tuple[torch.Tensor, ...]:

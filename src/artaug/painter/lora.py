@@ -42,3 +42,9 @@ def read_lora_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
         if tensor.is_floating_point() and not tensor.isfinite().all():
             raise ValueError(f"{path}: {key} holds NaN or infinite weights")
     return tensors, metadata
+
+
+def loadable_lora(path: str | Path, transformer: torch.nn.Module) -> str | dict[str, torch.Tensor]:
+    """What ``load_lora_weights`` should be given for a local LoRA file: the file itself in diffusers' layout."""
+    read_lora_tensors(path)
+    return str(path)

@@ -1,9 +1,11 @@
 """Tiny random-weight models in the real folder layouts, built offline, for demos and tests.
 
-``tiny_painter_path()`` and ``tiny_critic_path(variant)`` build once into a cache folder
-(``$ARTAUG_CACHE`` or ``~/.cache/artaug``, under ``tiny/``) and return it; ``build_tiny_painter(folder)`` and
-``build_tiny_critic(folder, variant)`` write a fresh copy anywhere. The folders load through the same
-``from_pretrained`` calls as the real hub ids. They prove plumbing, shapes and invariants, never image quality.
+``tiny_painter_path(family)`` and ``tiny_critic_path(variant)`` build once into a cache folder
+(``$ARTAUG_CACHE`` or ``~/.cache/artaug``, under ``tiny/``) and return it; ``build_tiny_painter(folder, family)`` and
+``build_tiny_critic(folder, variant)`` write a fresh copy anywhere. Painter families: ``flux`` (FLUX.1-dev, the
+default), ``flux-schnell``, ``qwen-image`` and ``flux-kontext`` (an instruction editor). The folders load through
+the same ``from_pretrained`` calls as the real hub ids. They prove plumbing, shapes and invariants, never image
+quality.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 # Bump whenever a builder's output changes, so cached folders from older builders are not reused.
 BUILDER_VERSION = "1"
 CRITIC_VARIANTS = ("qwen2-vl", "qwen2.5-vl")
+PAINTER_FAMILIES = ("flux", "flux-schnell", "qwen-image", "flux-kontext")
 # The built-in tiny models at a tiny size (``--tiny``): plumbing demos, tests and benchmarks, nothing about beauty.
 TINY_SETTINGS = {
     "painter.height": 64,
@@ -53,11 +56,11 @@ def _cached_build(name: str, build: Callable[[Path], Path]) -> Path:
     return final
 
 
-def tiny_painter_path() -> Path:
-    """The cached tiny FLUX folder (built on first use); load it with ``FluxPipeline.from_pretrained``."""
-    from artaug.tiny.painter import build_tiny_painter
-
-    return _cached_build("flux", build_tiny_painter)
+def tiny_painter_path(family: str = "flux") -> Path:
+    """The cached tiny painter folder of ``family`` (built on first use); FLUX.1-dev's layout by default."""
+    if family not in PAINTER_FAMILIES:
+        raise ValueError(f"unknown tiny painter family {family!r}; choose one of {', '.join(PAINTER_FAMILIES)}")
+    return _cached_build(family, lambda folder: build_tiny_painter(folder, family))
 
 
 def tiny_critic_path(variant: str = "qwen2-vl") -> Path:
@@ -74,11 +77,18 @@ def tiny_overrides() -> dict[str, object]:
     return {**TINY_SETTINGS, "painter.model": str(tiny_painter_path()), "critic.model": str(tiny_critic_path())}
 
 
-def build_tiny_painter(folder: str | Path) -> Path:
-    """Write a fresh tiny FLUX folder to ``folder``; see :mod:`artaug.tiny.painter`."""
+def build_tiny_painter(folder: str | Path, family: str = "flux") -> Path:
+    """Write a fresh tiny painter folder of ``family`` to ``folder``; see :mod:`artaug.tiny.painter` (FLUX) and
+    :mod:`artaug.tiny.qwen_image`."""
+    if family not in PAINTER_FAMILIES:
+        raise ValueError(f"unknown tiny painter family {family!r}; choose one of {', '.join(PAINTER_FAMILIES)}")
+    if family == "qwen-image":
+        from artaug.tiny.qwen_image import build_tiny_qwen_image
+
+        return build_tiny_qwen_image(folder)
     from artaug.tiny.painter import build_tiny_painter as build
 
-    return build(folder)
+    return build(folder, family)
 
 
 def build_tiny_critic(folder: str | Path, variant: str = "qwen2-vl") -> Path:
@@ -91,6 +101,7 @@ def build_tiny_critic(folder: str | Path, variant: str = "qwen2-vl") -> Path:
 __all__ = [
     "BUILDER_VERSION",
     "CRITIC_VARIANTS",
+    "PAINTER_FAMILIES",
     "TINY_SETTINGS",
     "build_tiny_critic",
     "build_tiny_painter",

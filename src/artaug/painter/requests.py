@@ -1,0 +1,85 @@
+"""Checks and small rules every painter family shares: what a request may ask, where a revision starts, where a
+model comes from. No model is needed here, so callers can check before any weights load."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from artaug.files import read_json
+from artaug.painter import regions
+from artaug.types import Painting, PaintRequest
+
+
+def check_request(request: PaintRequest, init: Painting | None = None) -> None:
+    """Raise ``ValueError`` for a request the painter cannot paint; needs no model, so callers can check first."""
+    regions.token_grid(request.height, request.width)
+    if not 1 <= request.max_sequence_length <= 512:
+        raise ValueError(f"max_sequence_length must be in [1, 512], got {request.max_sequence_length}")
+    if request.edits and request.regional == "attention" and request.region_max_sequence_length < 1:
+        raise ValueError(f"region_max_sequence_length must be >= 1, got {request.region_max_sequence_length}")
+    if request.strength < 1.0 and init is None:
+        raise ValueError("strength < 1 revises an existing painting: pass init=")
+    if init is not None and (init.request.height, init.request.width) != (request.height, request.width):
+        raise ValueError(
+            f"init painting is {init.request.width}x{init.request.height}, "
+            f"the request is {request.width}x{request.height}"
+        )
+
+
+def region_bucket(tokens: int) -> int:
+    """The padded number of local-prompt tokens a compiled transformer sees: the next power of two from 32.
+
+    Up to 8 local prompts of up to 64 tokens fall into at most 5 buckets (32 ... 512), so a compiled transformer
+    compiles each block at most 6 times (with the plain shape) and never again.
+    """
+    return 32 if tokens <= 32 else 1 << (tokens - 1).bit_length()
+
+
+def start_index(num_steps: int, strength: float) -> int:
+    """Index of the first step a revision at ``strength`` runs (FluxImg2ImgPipeline's rule): 0.5 of 4 steps -> 2."""
+    return int(max(num_steps - num_steps * strength, 0))
+
+
+def region_masks(request: PaintRequest) -> torch.Tensor:
+    """``(N, S)`` token masks of the request's edits, blurred when ``request.blur_sigma`` > 0."""
+    masks = regions.token_masks([e.box for e in request.edits], request.height, request.width)
+    if request.blur_sigma > 0:
+        masks = regions.blur_token_masks(masks, request.height, request.width, sigma=request.blur_sigma)
+    return masks
+
+
+def pipeline_class_name(folder: str | os.PathLike) -> str:
+    """The diffusers pipeline class a model folder's ``model_index.json`` names (``_class_name``)."""
+    index = os.path.join(folder, "model_index.json")
+    data = read_json(index, what="model index", max_bytes=1024 * 1024)
+    name = data.get("_class_name") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{index} names no pipeline class (_class_name): not a diffusers pipeline folder")
+    return name
+
+
+def resolve_source(id_or_dir: str, pipeline: str | None = None) -> str:
+    """A local folder (made absolute) or a hub id; a path-like string that does not exist is an error, and so is a
+    folder holding another pipeline than ``pipeline``."""
+    expanded = os.path.expanduser(id_or_dir)
+    if os.path.exists(expanded):
+        if not os.path.isdir(expanded):
+            raise NotADirectoryError(f"painter {id_or_dir!r} is a file; expected a diffusers folder or a hub id")
+        if not os.path.isfile(os.path.join(expanded, "model_index.json")):
+            raise FileNotFoundError(
+                f"painter folder {id_or_dir!r} has no model_index.json: not a diffusers pipeline folder "
+                "(expected the layout of black-forest-labs/FLUX.1-dev or Qwen/Qwen-Image)"
+            )
+        found = pipeline_class_name(expanded)
+        if pipeline is not None and found != pipeline:
+            raise ValueError(
+                f"painter folder {id_or_dir!r} holds a {found}, not a {pipeline}: load it with "
+                "artaug.painter.load_painter, which picks the family from model_index.json"
+            )
+        return os.path.abspath(expanded)
+    looks_like_path = id_or_dir.startswith(("/", ".", "~")) or id_or_dir.count("/") > 1 or os.sep + os.sep in id_or_dir
+    if looks_like_path or not id_or_dir.strip():
+        raise FileNotFoundError(f"painter folder {id_or_dir!r} does not exist")
+    return id_or_dir
