@@ -98,11 +98,13 @@ def lse_regional_attention(
     out, lse = attention_with_lse(main(query), main(key), main(value), backend)
     # 2. The same queries over the region-text keys they may see (a few dozen keys), merged by log-sum-exp.
     if r:
-        extra, extra_lse = _masked_attention(main(query), key[:, :, t : t + r], value[:, :, t : t + r],
-                                             layout.extra_mask)  # fmt: skip
+        extra, extra_lse = masked_attention_with_lse(
+            main(query), key[:, :, t : t + r], value[:, :, t : t + r], layout.extra_mask
+        )
         out = _merge(out, lse, extra, extra_lse)
-    # 3. Region-text queries: their own text, the base text and their box, in one small masked call.
-    regional = _masked_attention(query[:, :, t : t + r], key, value, layout.region_mask)[0] if r else None
+    # 3. Region-text queries: their own text, the base text and their box, in one small masked call (every row
+    #    sees the base text, so no row is empty; no log-sum-exp is needed).
+    regional = F.scaled_dot_product_attention(query[:, :, t : t + r], key, value, layout.region_mask) if r else None
     parts = [out[:, :, :t], *([regional] if r else []), out[:, :, t:]]
     return torch.cat(parts, dim=2).to(query.dtype)
 
@@ -188,6 +190,20 @@ def _backend_lse(query, key, value, backend) -> tuple[torch.Tensor, torch.Tensor
     # Backends return the log-sum-exp as (B, H, L) or (B, L, H); the output as (B, L, H, D).
     lse = lse.transpose(1, 2) if lse.shape == (b, length, h) else lse
     return out.transpose(1, 2), lse.float()
+
+
+def masked_attention_with_lse(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, allowed: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked attention and its log-sum-exp for few keys: the CPU flash kernel with an additive mask (5x faster than
+    the formula there), the formula elsewhere. A row that may see no key gets output 0 and log-sum-exp -inf."""
+    if query.device.type != "cpu":
+        return _masked_attention(query, key, value, allowed)
+    bias = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device).masked_fill(~allowed, float("-inf"))
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, attn_mask=bias)[:2]
+    # The kernel reports an empty row as output 0 with log-sum-exp 0; the merge needs -inf there (it adds nothing).
+    lse = lse.float().masked_fill(~allowed.any(-1), float("-inf"))
+    return out, lse
 
 
 def _masked_attention(
