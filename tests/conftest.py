@@ -50,3 +50,23 @@ def tiny_clip_dir() -> Path:
     from artaug.tiny.clip import tiny_clip_path
 
     return tiny_clip_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_image_dir() -> Path:
+    """A tiny Qwen-Image folder: ``QwenImagePipeline.from_pretrained(tiny_qwen_image_dir)`` loads it like
+    ``Qwen/Qwen-Image``."""
+    return tiny_painter_path("qwen-image")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def library_log_handlers():
+    """diffusers and transformers give their root loggers a ``StreamHandler`` bound to ``sys.stderr`` as it is when
+    their logging is first configured. If that happens inside a test using ``capsys``, the handler keeps the closed
+    capture stream and a later test's log record fails with "I/O operation on closed file". Configure both once, at
+    session start, before any capture of a test."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.get_logger("diffusers")
+    transformers.utils.logging.get_logger("transformers")

@@ -61,6 +61,14 @@ FLUX_TARGET_MODULES: tuple[str, ...] = (
     "proj_mlp",
     "proj_out",
 )
+# Qwen-Image's double-stream blocks share FLUX's attention names; their MLPs are ``img_mlp`` / ``txt_mlp``.
+QWEN_IMAGE_TARGET_MODULES: tuple[str, ...] = (
+    *FLUX_TARGET_MODULES[:8],
+    "img_mlp.net.0.proj",
+    "img_mlp.net.2",
+    "txt_mlp.net.0.proj",
+    "txt_mlp.net.2",
+)
 
 
 def _multiple_of_16(value: int) -> str | None:
@@ -96,12 +104,16 @@ def _model_spec(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class PainterConfig(Section):
-    """The painter: which FLUX pipeline, where it runs, and the first painting's settings (diffusers' names)."""
+    """The painter: which text-to-image pipeline (FLUX.1 or Qwen-Image), where it runs, and the first painting's
+    settings (diffusers' names)."""
 
     name = "painter"
 
     model: str = setting(
-        DEFAULT_PAINTER, "hub id or local folder of a FLUX pipeline", flag="painter", check=_model_spec
+        DEFAULT_PAINTER,
+        "hub id or local folder of a FLUX.1 or Qwen-Image pipeline (the family is read from its model_index.json)",
+        flag="painter",
+        check=_model_spec,
     )
     dtype: str = setting("auto", "torch dtype; auto: bfloat16 on a GPU, float32 on the CPU", choices=DTYPES)
     device: str = setting(
@@ -134,7 +146,10 @@ class PainterConfig(Section):
     num_inference_steps: int = setting(
         28, "denoising steps of the first painting", min=1, max=1000, aliases=("steps",)
     )
-    guidance_scale: float = setting(3.5, "FLUX distilled guidance", min=0.0, max=100.0)
+    guidance_scale: float = setting(
+        3.5, "guidance: FLUX.1-dev's distilled guidance; Qwen-Image's true CFG scale (> 1: one more pass per step)",
+        min=0.0, max=100.0,
+    )  # fmt: skip
     max_sequence_length: int = setting(512, "T5 tokens of the global prompt", min=1, max=512)
 
     def check(self) -> list[str]:
@@ -343,7 +358,9 @@ class TrainConfig(Section):
     rank: int = setting(16, "LoRA rank r", min=1, max=1024)
     alpha: float = setting(16.0, "LoRA alpha; the update is scaled by alpha / rank", above=0.0, max=1e6)
     target_modules: tuple[str, ...] = setting(
-        list(FLUX_TARGET_MODULES), "module name suffixes adapted inside the transformer blocks"
+        list(dict.fromkeys(FLUX_TARGET_MODULES + QWEN_IMAGE_TARGET_MODULES)),
+        "module name suffixes adapted inside the transformer blocks (FLUX.1's and Qwen-Image's; names a painter "
+        "lacks are skipped)",
     )
     learning_rate: float = setting(1e-4, "AdamW learning rate", above=0.0, max=1.0)
     lr_warmup_steps: int = setting(0, "linear warm-up steps before the constant learning rate", min=0, max=1_000_000)
@@ -647,6 +664,7 @@ __all__ = [
     "DEFAULT_CRITIC",
     "DEFAULT_PAINTER",
     "FLUX_TARGET_MODULES",
+    "QWEN_IMAGE_TARGET_MODULES",
     "BootstrapConfig",
     "BrokenConfig",
     "Config",

@@ -93,12 +93,13 @@ def build_request(args: argparse.Namespace, config: Config) -> PaintRequest:
 
 def run_paint(args: argparse.Namespace) -> int:
     from artaug.loop.runfolder import free_output
-    from artaug.painter import check_request
+    from artaug.painter import check_request, painter_class
 
     # 1. Check everything that can be checked before loading gigabytes of weights.
     config = resolve(args)
     request = build_request(args, config)
     check_request(request)
+    painter_class(config.painter.model)
     single = config.loop.rounds == 0
     output = args.output or (Path("painting.png") if single else Path("runs") / f"{slug(args.prompt)}-{args.seed}")
     if single and output.suffix.lower() != ".png":
@@ -117,10 +118,10 @@ def run_paint(args: argparse.Namespace) -> int:
 def paint_once(config: Config, request: PaintRequest, output: Path) -> int:
     from tqdm.auto import tqdm
 
-    from artaug.painter import FluxPainter
+    from artaug.painter import load_painter
     from artaug.pngmeta import a1111_parameters, painting_provenance, save_png
 
-    painter = FluxPainter.from_config(config.painter)
+    painter = load_painter(config.painter)
     with tqdm(total=request.num_inference_steps, desc="painting", unit="step") as bar:
 
         def progress(step: int, total: int) -> None:

@@ -50,9 +50,9 @@ def run_replay(args: argparse.Namespace) -> int:
     print(f"replaying {args.trail} with painter {painter_id} (from {source})", file=sys.stderr)
 
     # 2. Load and re-render.
-    from artaug.painter import FluxPainter
+    from artaug.painter import load_painter
 
-    painter = FluxPainter.from_config(config.painter.replace(model=painter_id, lora=""))
+    painter = load_painter(config.painter.replace(model=painter_id, lora=""))
     report = replay(args.trail, painter)
     print(report.summary())
     return 0 if report.identical else 1

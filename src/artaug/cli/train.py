@@ -35,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "several GPUs. Every config field is a flag; --config reads a TOML file first.",
     )
     train.add_argument("pairs_dir", type=Path, metavar="PAIRS_DIR", help="a synth store folder (artaug synth --out)")
-    train.add_argument("--painter", required=True, help="FLUX pipeline: hub id or local folder")
+    train.add_argument(
+        "--painter", required=True, help="painter pipeline (FLUX.1, Qwen-Image): hub id or local folder"
+    )
     train.add_argument("--out", type=Path, required=True, help="output folder (LoRA, config, checkpoints, cache)")
     train.add_argument("--format", choices=FORMATS, default="diffusers", help="LoRA file format(s) to write")
     train.add_argument(
@@ -87,11 +89,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from artaug.painter import painter_class
     from artaug.synth.store import read_pairs
     from artaug.train.data import as_pairs
     from artaug.train.trainer import RUN_FILE, train_lora
 
-    # 1. Settings, pairs and output, all checked before the painter loads.
+    # 1. Settings, the painter's family, pairs and output, all checked before the painter loads.
     config = config_from_args(args).train
     pairs = read_pairs(args.pairs_dir, kept_only=not args.all_pairs)
     if not pairs:
@@ -105,6 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
         if not (args.out / RUN_FILE).is_file() and not (args.out / "train_config.toml").is_file():
             raise FileExistsError(f"--overwrite would clear {args.out}, which is not an artaug training folder")
         shutil.rmtree(args.out)
+    painter_class(args.painter)
 
     # 2. Train (resumes what --out holds when it is the same run).
     print(f"training a {config.mode} LoRA on {len(pairs)} pairs from {args.pairs_dir}", file=sys.stderr)

@@ -51,9 +51,9 @@ class Painters:
             critic = critic_from_config(config.critic)
             return critic, Judge.from_config(config.judge, critic=critic)
 
-        from artaug.painter import FluxPainter
+        from artaug.painter import load_painter
 
-        return cls(FluxPainter.from_config, helpers)
+        return cls(load_painter, helpers)
 
     def painter_for(self, config: Config) -> Any:
         """The painter of ``config``, loaded again only when a setting that loading depends on changed (a condition

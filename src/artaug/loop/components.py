@@ -23,12 +23,13 @@ class Components:
         first, so a bad URL or notes file is reported before the painter's gigabytes load."""
         from artaug.critic import critic_from_config, is_url
         from artaug.judge import Judge
-        from artaug.painter import FluxPainter
+        from artaug.painter import painter_class
 
+        family = painter_class(config.painter.model)  # an unknown model is an error before anything loads
         wanted = with_critic and config.loop.rounds > 0
         weightless = is_url(config.critic.model) or Path(config.critic.model).is_file()
         critic = critic_from_config(config.critic) if wanted and weightless else None
-        painter = FluxPainter.from_config(config.painter)
+        painter = family.from_config(config.painter)
         if wanted and not weightless:
             critic = critic_from_config(config.critic)
         judge = Judge.from_config(config.judge, critic=critic)
@@ -39,6 +40,9 @@ class Components:
         from artaug.provenance import describe_model
 
         data = {"painter": describe_model(getattr(self.painter, "model_id", ""))}
+        editor = getattr(self.painter, "editor", None)
+        if editor is not None:
+            data["editor"] = describe_model(editor.model_id)
         if self.critic is not None:
             data["critic"] = describe_model(getattr(self.critic, "model_id", ""))
             data["template_version"] = getattr(self.critic, "template_version", "")

@@ -104,8 +104,6 @@ class BasePainter(ABC):
         "model" moves whole components to the GPU only while they run (FLUX.1-dev on a 24 GB card), "sequential"
         does it layer by layer (slowest, least memory).
         """
-        import diffusers
-
         from artaug.devices import resolve_device, resolve_dtype
 
         if offload not in OFFLOAD_MODES:
@@ -115,10 +113,25 @@ class BasePainter(ABC):
             raise ValueError(f"offload={offload!r} moves weights to an accelerator while they run; device is {device}")
         if not isinstance(dtype, torch.dtype):
             dtype = resolve_dtype(dtype, device)
+        pipe = cls.load_pipeline(id_or_dir, dtype)
+        if offload == "model":
+            pipe.enable_model_cpu_offload(device=device)
+        elif offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=device)
+        else:
+            pipe.to(device)
+        return cls(pipe, attention_impl=attention_impl)  # model_id: the folder or hub id it was loaded from
+
+    @classmethod
+    def load_pipeline(cls, id_or_dir: str, dtype: torch.dtype) -> Any:
+        """The family's diffusers pipeline from a hub id or folder, on the CPU; without hub access the error says
+        how to use a local folder."""
+        import diffusers
+
         source = resolve_source(id_or_dir, cls.pipeline_name)
         name = cls.example_id.rsplit("/", 1)[-1]
         try:
-            pipe = getattr(diffusers, cls.pipeline_name).from_pretrained(source, dtype=dtype)
+            return getattr(diffusers, cls.pipeline_name).from_pretrained(source, dtype=dtype)
         except OSError as err:
             if os.path.isdir(source):
                 raise OSError(f"could not load a {cls.pipeline_name} from folder {source!r}: {err}") from err
@@ -128,13 +141,6 @@ class BasePainter(ABC):
                 f"and point at the local folder: --painter /path/to/{name} "
                 f"(Python: {cls.__name__}.from_pretrained('/path/to/{name}'))"
             ) from err
-        if offload == "model":
-            pipe.enable_model_cpu_offload(device=device)
-        elif offload == "sequential":
-            pipe.enable_sequential_cpu_offload(device=device)
-        else:
-            pipe.to(device)
-        return cls(pipe, source, attention_impl=attention_impl)
 
     @classmethod
     def from_config(cls, config: PainterConfig) -> BasePainter:
@@ -190,14 +196,22 @@ class BasePainter(ABC):
         if not (isinstance(scale, (int, float)) and math.isfinite(scale)):
             raise ValueError(f"LoRA scale must be a finite number, got {scale!r}")
         source: Any = path_or_id
+        layout = "hub"
         if os.path.exists(path_or_id):  # a local file is checked (and converted) before diffusers touches the model
-            source = loadable_lora(path_or_id, self.pipe.transformer)
+            source, layout = loadable_lora(path_or_id, self.pipe.transformer)
         try:
             self.pipe.load_lora_weights(source, adapter_name=adapter_name)
         except (RuntimeError, ValueError, KeyError, IndexError) as error:  # made for another model's shapes or layers
             if adapter_name in getattr(self.pipe.transformer, "peft_config", {}):
                 self.pipe.delete_adapters(adapter_name)
-            raise ValueError(f"LoRA {path_or_id} does not fit the painter {self.model_id} ({error})") from None
+            raise ValueError(
+                f"LoRA {path_or_id} ({layout} format) does not fit the painter {self.model_id} ({error})"
+            ) from None
+        if adapter_name not in getattr(self.pipe.transformer, "peft_config", {}):  # diffusers skips unknown keys
+            raise ValueError(
+                f"LoRA {path_or_id} ({layout} format) does not fit the painter {self.model_id}: it adapts none of "
+                "its layers"
+            )
         bad = [n for n, p in self.pipe.transformer.named_parameters() if adapter_name in n and not p.isfinite().all()]
         if bad:
             self.pipe.delete_adapters(adapter_name)

@@ -50,6 +50,37 @@ def region_masks(request: PaintRequest) -> torch.Tensor:
     return masks
 
 
+# Instruction-editing pipelines: an editor (``painter.editor``), never the painter itself.
+EDITORS = ("FluxKontextPipeline", "QwenImageEditPipeline", "QwenImageEditPlusPipeline")
+# Hub ids whose pipeline class is known without downloading anything.
+HUB_PIPELINES: dict[str, str] = {
+    "black-forest-labs/FLUX.1-dev": "FluxPipeline",
+    "black-forest-labs/FLUX.1-schnell": "FluxPipeline",
+    "black-forest-labs/FLUX.1-Krea-dev": "FluxPipeline",
+    "Qwen/Qwen-Image": "QwenImagePipeline",
+    "black-forest-labs/FLUX.1-Kontext-dev": "FluxKontextPipeline",
+    "Qwen/Qwen-Image-Edit": "QwenImageEditPipeline",
+    "Qwen/Qwen-Image-Edit-2509": "QwenImageEditPlusPipeline",
+}
+
+
+def pipeline_name(model: str, what: str = "painter") -> str:
+    """The diffusers pipeline class of a local folder or a known hub id; a clear error for anything else."""
+    folder = os.path.expanduser(model)
+    if os.path.isdir(folder) and os.path.isfile(os.path.join(folder, "model_index.json")):
+        return pipeline_class_name(folder)
+    if os.path.isfile(folder):
+        raise NotADirectoryError(f"{what} {model!r} is a file; expected a diffusers folder or a hub id")
+    if os.path.exists(folder) or model.startswith(("/", ".", "~")):
+        raise FileNotFoundError(f"{what} folder {model!r} is not a diffusers pipeline folder (no model_index.json)")
+    if model not in HUB_PIPELINES:
+        raise ValueError(
+            f"{what} {model!r} is not a hub id artaug knows ({', '.join(HUB_PIPELINES)}); download it "
+            f"(`hf download {model} --local-dir DIR`) and pass the folder: its model_index.json names the pipeline"
+        )
+    return HUB_PIPELINES[model]
+
+
 def pipeline_class_name(folder: str | os.PathLike) -> str:
     """The diffusers pipeline class a model folder's ``model_index.json`` names (``_class_name``)."""
     index = os.path.join(folder, "model_index.json")

@@ -19,6 +19,9 @@ import torch
 from PIL import Image
 
 from artaug.files import check_image, file_digest, open_image
+from artaug.train.family import encode_captions, encode_pixels, image_ids, latent_statistics
+
+__all__ = ["CachedData", "TrainPair", "as_pairs", "cache_pairs", "dataset_hash", "image_ids", "pack_latents"]
 
 
 @dataclass(frozen=True)
@@ -102,37 +105,19 @@ def pack_latents(latents: torch.Tensor) -> torch.Tensor:
     return latents.reshape(b, (h // 2) * (w // 2), c * 4)
 
 
-def image_ids(latent_height: int, latent_width: int) -> torch.Tensor:
-    """FLUX's positional ids of the packed image tokens: (S, 3) with (0, row, col)."""
-    rows = torch.arange(latent_height // 2).view(-1, 1).expand(-1, latent_width // 2)
-    cols = torch.arange(latent_width // 2).view(1, -1).expand(latent_height // 2, -1)
-    return torch.stack([torch.zeros_like(rows), rows, cols], dim=-1).reshape(-1, 3).float()
-
-
 @torch.no_grad()
 def encode_images(vae, paths: Sequence[Path], resolution: int, buckets: bool = False) -> list[torch.Tensor]:
     """Packed, normalised latents ``(S_i, 64)`` per image, float32; the posterior mean: a deterministic cache."""
     device, dtype = vae.device, vae.dtype
-    shift, scale = vae.config.shift_factor or 0.0, vae.config.scaling_factor
+    shift, scale = latent_statistics(vae)
     out = []
     for path in paths:
         image = open_image(path, what="training image")
         width, height = pick_size(image.size, resolution, buckets)
         pixels = crop_tensor(image, width, height)[None]
-        latents = vae.encode(pixels.to(device, dtype)).latent_dist.mode()
-        out.append(pack_latents(((latents - shift) * scale).float().cpu())[0])
+        latents = encode_pixels(vae, pixels.to(device, dtype)).float().cpu()
+        out.append(pack_latents((latents - shift) * scale)[0])
     return out
-
-
-@torch.no_grad()
-def encode_prompts(pipe, prompts: Sequence[str], max_sequence_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """T5 sequence embeddings ``(N, L, D)`` and CLIP pooled embeddings ``(N, P)``, float32 on the CPU."""
-    embeds, pooled = [], []
-    for prompt in prompts:
-        e, p, _ = pipe.encode_prompt(prompt=prompt, prompt_2=None, max_sequence_length=max_sequence_length)
-        embeds.append(e.float().cpu())
-        pooled.append(p.float().cpu())
-    return torch.cat(embeds), torch.cat(pooled)
 
 
 @dataclass
@@ -141,8 +126,9 @@ class CachedData:
 
     latents: list[torch.Tensor]  # N x (S_i, 64)
     prompt_embeds: torch.Tensor  # (N, L, D)
-    pooled_embeds: torch.Tensor  # (N, P)
+    pooled_embeds: torch.Tensor  # (N, P); P = 0 for Qwen-Image
     latent_sizes: list[tuple[int, int]]  # unpacked latent (height, width) of each example, for its image ids
+    prompt_mask: torch.Tensor | None = None  # (N, L), 1 = a real text token; None: none is padding
 
     def __post_init__(self) -> None:
         if isinstance(self.latents, torch.Tensor):
@@ -162,11 +148,17 @@ class CachedData:
         latents = torch.stack([self.latents[i] for i in index])
         return latents, self.prompt_embeds[list(index)], self.pooled_embeds[list(index)], sizes.pop()
 
+    def mask(self, index: Sequence[int]) -> torch.Tensor | None:
+        """The text mask rows of ``index`` (None when no caption is padded)."""
+        return None if self.prompt_mask is None else self.prompt_mask[list(index)]
+
     def save(self, path: Path) -> None:
         from safetensors.torch import save_file
 
         tensors = {f"latents.{i}": t.contiguous() for i, t in enumerate(self.latents)}
         tensors |= {"prompt_embeds": self.prompt_embeds.contiguous(), "pooled_embeds": self.pooled_embeds.contiguous()}
+        if self.prompt_mask is not None:
+            tensors["prompt_mask"] = self.prompt_mask.contiguous()
         save_file(tensors, path, metadata={"latent_sizes": json.dumps(self.latent_sizes)})
 
     @classmethod
@@ -176,12 +168,19 @@ class CachedData:
         with safe_open(path, "pt") as f:
             sizes = json.loads(f.metadata()["latent_sizes"])
             latents = [f.get_tensor(f"latents.{i}") for i in range(len(sizes))]
-            return cls(latents, f.get_tensor("prompt_embeds"), f.get_tensor("pooled_embeds"), sizes)
+            mask = f.get_tensor("prompt_mask") if "prompt_mask" in f.keys() else None  # noqa: SIM118
+            return cls(latents, f.get_tensor("prompt_embeds"), f.get_tensor("pooled_embeds"), sizes, mask)
 
 
 def _latent_size(path: Path, resolution: int, buckets: bool) -> tuple[int, int]:
     width, height = pick_size(check_image(path, what="training image"), resolution, buckets)
     return height // 8, width // 8
+
+
+def _text_config(pipe) -> dict | None:
+    # The sequence encoder whose outputs the cache holds: FLUX's T5, Qwen-Image's Qwen2.5-VL.
+    encoder = getattr(pipe, "text_encoder_2", None) or getattr(pipe, "text_encoder", None)
+    return encoder.config.to_dict() if encoder is not None else None
 
 
 def _fingerprint(module) -> str:
@@ -216,22 +215,22 @@ def cache_pairs(
             "buckets": buckets,
             "max_sequence_length": max_sequence_length,
             "vae": dict(pipe.vae.config),
-            "t5": pipe.text_encoder_2.config.to_dict() if pipe.text_encoder_2 is not None else None,
-            "weights": [_fingerprint(m) for m in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2)],
+            "t5": _text_config(pipe),
+            "weights": [_fingerprint(getattr(pipe, m, None)) for m in ("vae", "text_encoder", "text_encoder_2")],
         }
         key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
         cache_files = [Path(cache_dir) / f"{name}-{key}.safetensors" for name in ("before", "after")]
         if all(p.is_file() for p in cache_files):
             return CachedData.load(cache_files[0]), CachedData.load(cache_files[1])
     prompts = sorted({p.prompt for p in pairs})
-    embeds, pooled = encode_prompts(pipe, prompts, max_sequence_length)
+    embeds, pooled, mask = encode_captions(pipe, prompts, max_sequence_length)
     index = torch.tensor([prompts.index(p.prompt) for p in pairs])
     out = []
     for side in ("before", "after"):
         images = [getattr(p, side) for p in pairs]
         latents = encode_images(pipe.vae, images, resolution, buckets)
         sizes = [_latent_size(path, resolution, buckets) for path in images]
-        out.append(CachedData(latents, embeds[index], pooled[index], sizes))
+        out.append(CachedData(latents, embeds[index], pooled[index], sizes, None if mask.all() else mask[index]))
     if key is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         for data, path in zip(out, cache_files, strict=True):

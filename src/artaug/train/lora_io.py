@@ -1,4 +1,5 @@
-"""LoRA files: diffusers format with metadata, kohya / ComfyUI export, and reading either back as deltas.
+"""LoRA files: diffusers format with metadata, kohya / ComfyUI export, and reading those and DiffSynth-Studio's
+files back as deltas.
 
 Inside artaug a LoRA is a plain dict ``{module: (A, B, scale)}`` keyed by the transformer's module names
 (``transformer_blocks.0.attn.to_q``), with ``A`` of shape (r, in), ``B`` of shape (out, r) and the layer's update
@@ -9,6 +10,11 @@ The kohya file follows sd-scripts' FLUX naming, which ComfyUI and diffusers' koh
 original BFL checkpoint with ``.`` -> ``_`` under ``lora_unet_``, ``.lora_down.weight`` / ``.lora_up.weight`` /
 ``.alpha``. BFL fuses q, k, v (and, in single blocks, the MLP input) into one linear, so those LoRAs are written as
 one LoRA of the fused layer: ``down`` = the stacked ``A``s, ``up`` = the block-diagonal ``B``s. That is exact.
+Qwen-Image has no fused layers and no other checkpoint naming: its kohya keys are diffusers' module names with
+``.`` -> ``_`` under ``lora_unet_`` (musubi-tuner's and ComfyUI's layout, which diffusers' Qwen converter reads).
+
+Reading (``load_lora``) recognises the three layouts of ``artaug.painter.lora.lora_format``: diffusers, kohya (either
+family, through diffusers' own converters) and DiffSynth-Studio's (the released ArtAug LoRAs).
 """
 
 from __future__ import annotations
@@ -26,10 +32,17 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from artaug.files import atomic_write, loads_json
-from artaug.painter.lora import WEIGHT_NAME, lora_file, read_lora_tensors
+from artaug.painter.lora import WEIGHT_NAME, diffsynth_to_diffusers, lora_file, lora_format, read_lora_tensors
 
 Lora = dict[str, tuple[torch.Tensor, torch.Tensor, float]]
 KOHYA_WEIGHT_NAME = "pytorch_lora_weights_kohya.safetensors"
+# Painter family -> modelspec architecture and implementation.
+ARCHITECTURES = {
+    "flux": ("flux-1-dev/lora", "https://github.com/black-forest-labs/flux"),
+    "qwen-image": ("qwen-image/lora", "https://github.com/QwenLM/Qwen-Image"),
+}
+# Layers only Qwen-Image's blocks have: they tell a LoRA's family when nothing else does.
+_QWEN_ONLY = re.compile(r"\.(img_mlp|txt_mlp|img_mod|txt_mod)\.")
 
 # diffusers module (inside block i) -> (BFL layer, position in the fused layer, number of parts in it).
 _DOUBLE = {
@@ -90,12 +103,16 @@ def _fold_scales(lora: Lora, scale: float) -> Lora:
     return {m: (a, b * (s / scale), scale) for m, (a, b, s) in lora.items()}
 
 
-def modelspec(title: str, base_model: str, resolution: int | None = None, description: str = "") -> dict[str, str]:
-    """Stability AI's ``modelspec`` (sai_model_spec 1.0.0) fields for a FLUX.1-dev LoRA."""
+def modelspec(
+    title: str, base_model: str, resolution: int | None = None, description: str = "", family: str = "flux"
+) -> dict[str, str]:
+    """Stability AI's ``modelspec`` (sai_model_spec 1.0.0) fields for a LoRA of FLUX.1 or (``family="qwen-image"``)
+    Qwen-Image."""
+    architecture, implementation = ARCHITECTURES[family]
     spec = {
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": "flux-1-dev/lora",
-        "modelspec.implementation": "https://github.com/black-forest-labs/flux",
+        "modelspec.architecture": architecture,
+        "modelspec.implementation": implementation,
         "modelspec.title": title,
         "modelspec.date": datetime.date.today().isoformat(),
         "modelspec.description": description,
@@ -156,24 +173,20 @@ def _weights_file(path: str | Path) -> Path:
 
 
 def load_lora(path: str | Path) -> tuple[Lora, dict[str, str]]:
-    """Read a diffusers-format (or kohya-format) LoRA file as ``{module: (A, B, scale)}`` plus its metadata.
+    """Read a LoRA file in diffusers', kohya's or DiffSynth-Studio's layout as ``{module: (A, B, scale)}`` plus its
+    metadata.
 
-    Only safetensors are read (nothing is unpickled); a file that is not a LoRA, has mismatched A/B shapes or holds
-    NaN or infinite weights is a ``ValueError`` naming it.
+    Only safetensors are read (nothing is unpickled); a file that is not a LoRA, whose keys map onto no FLUX.1 or
+    Qwen-Image layer, has mismatched A/B shapes or holds NaN or infinite weights is a ``ValueError`` naming it.
     """
     path = lora_file(path)
     tensors, metadata = read_lora_tensors(path)
     scale = 1.0  # without metadata diffusers assumes alpha == r (scale 1); so do we
-    if any(".lora_down.weight" in k for k in tensors):
-        # kohya / ComfyUI names: diffusers' own reader converts them (alpha folded in, scale 1).
-        from diffusers import FluxPipeline
-
-        try:
-            tensors = FluxPipeline.lora_state_dict(tensors)
-        except (KeyError, ValueError, RuntimeError, IndexError) as error:
-            raise ValueError(
-                f"{path}: its kohya keys do not map onto FLUX ({type(error).__name__}: {error})"
-            ) from None
+    layout = lora_format(tensors)
+    if layout == "kohya":
+        tensors = _from_kohya(tensors, path)
+    elif layout == "diffsynth":
+        tensors = diffsynth_to_diffusers(tensors, str(path))  # no alpha: scale 1, as DiffSynth-Studio applies them
     elif "lora_adapter_metadata" in metadata:
         adapter = loads_json(metadata["lora_adapter_metadata"], where=f"{path} lora_adapter_metadata")
         if not isinstance(adapter, dict):
@@ -198,6 +211,20 @@ def load_lora(path: str | Path) -> tuple[Lora, dict[str, str]]:
     return lora, metadata
 
 
+def _from_kohya(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """kohya / ComfyUI names through diffusers' own reader of the family they name (alpha folded in, scale 1)."""
+    from diffusers import FluxPipeline, QwenImagePipeline
+
+    flux = any(k.startswith(("lora_unet_double_blocks_", "lora_unet_single_blocks_")) for k in tensors)
+    family, reader = ("FLUX.1", FluxPipeline) if flux else ("Qwen-Image", QwenImagePipeline)
+    try:
+        return reader.lora_state_dict(dict(tensors))
+    except (KeyError, ValueError, RuntimeError, IndexError) as error:
+        raise ValueError(
+            f"{path}: its kohya keys do not map onto {family} ({type(error).__name__}: {error})"
+        ) from None
+
+
 def lora_delta(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
     """The weight update ``scale * B @ A`` that a LoRA layer adds, in float64."""
     return scale * (b.double() @ a.double())
@@ -216,12 +243,28 @@ def _kohya_name(module: str) -> tuple[str, int, int]:
     return f"lora_unet_{kind}_{match.group(2)}_{layer}", part, parts
 
 
-def to_kohya(lora: Lora) -> dict[str, torch.Tensor]:
-    """sd-scripts / ComfyUI FLUX LoRA tensors. Fused layers get stacked downs and block-diagonal ups.
+def lora_family(lora: Lora, metadata: Mapping[str, Any] | None = None) -> str:
+    """``qwen-image`` or ``flux``: from the modelspec architecture when given, else from layers only Qwen-Image has."""
+    architecture = str((metadata or {}).get("modelspec.architecture", ""))
+    if architecture.startswith("qwen-image") or any(_QWEN_ONLY.search(module) for module in lora):
+        return "qwen-image"
+    return "flux"
+
+
+def to_kohya(lora: Lora, family: str = "flux") -> dict[str, torch.Tensor]:
+    """sd-scripts / ComfyUI LoRA tensors. FLUX.1: BFL names, fused layers get stacked downs and block-diagonal ups.
+    Qwen-Image: module names with ``_`` under ``lora_unet_``, one entry per layer.
 
     A part of a fused layer that the LoRA does not adapt (``proj_mlp`` when only attention is trained) is written as
     zeros of the right shape: the fused layer's row split must be complete for readers to cut it apart.
     """
+    if family == "qwen-image":
+        out = {}
+        for module, (a, b, scale) in sorted(lora.items()):
+            name = "lora_unet_" + module.replace(".", "_")
+            out |= {f"{name}.lora_down.weight": a.contiguous(), f"{name}.lora_up.weight": b.contiguous()}
+            out[f"{name}.alpha"] = torch.tensor(scale * a.shape[0], dtype=torch.float32)
+        return out
     groups: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor, float]]] = {}
     sizes: dict[str, int] = {}
     for module, value in lora.items():
@@ -266,6 +309,8 @@ def save_kohya(path: str | Path, lora: Lora, extra_metadata: Mapping[str, Any] |
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = _encode(extra_metadata)
     metadata.pop("lora_adapter_metadata", None)  # describes diffusers-format tensors, not these
-    metadata.update({"format": "pt", "ss_network_module": "networks.lora_flux"})
-    atomic_write(path, save(to_kohya(lora), metadata=metadata))
+    family = lora_family(lora, extra_metadata)
+    network = "networks.lora_qwen_image" if family == "qwen-image" else "networks.lora_flux"
+    metadata.update({"format": "pt", "ss_network_module": network})
+    atomic_write(path, save(to_kohya(lora, family), metadata=metadata))
     return path

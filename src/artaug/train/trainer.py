@@ -1,4 +1,5 @@
-"""The training orchestrator: (differential) LoRA training of a FLUX transformer on cached pairs.
+"""The training orchestrator: (differential) LoRA training of a painter's transformer (FLUX.1 or Qwen-Image) on cached
+pairs.
 
 ``train_lora`` reads top to bottom: load and cache once, stage 1 on the *before* images fused into the base
 (differential mode), stage 2 on the *after* images, save. ``train_stage`` is one LoRA's training loop; every random
@@ -28,7 +29,8 @@ import torch
 
 from artaug.config import TrainConfig
 from artaug.files import loads_json, read_json, write_json, write_toml
-from artaug.train.data import CachedData, TrainPair, as_pairs, cache_pairs, dataset_hash, image_ids
+from artaug.train.data import CachedData, TrainPair, as_pairs, cache_pairs, dataset_hash
+from artaug.train.family import is_qwen_image, transformer_inputs
 from artaug.train.flow import add_noise, flow_matching_loss, sample_sigmas
 from artaug.train.lora_io import WEIGHT_NAME, Lora, lora_from_peft, modelspec, save_kohya, save_lora
 
@@ -283,7 +285,13 @@ def train_stage(
     transformer.requires_grad_(False)
     transformer.to(accelerator.device)
     torch.manual_seed(config.seed + stage_seed)
-    transformer.add_adapter(lora_config(config), adapter_name=ADAPTER)
+    lora = lora_config(config)
+    if not any(re.match(lora.target_modules, name) for name, _ in transformer.named_modules()):
+        raise ValueError(
+            f"train.target_modules ({', '.join(config.target_modules)}) names no layer of this painter's "
+            f"{type(transformer).__name__}: name its block layers (e.g. attn.to_q, attn.to_k, attn.to_v)"
+        )
+    transformer.add_adapter(lora, adapter_name=ADAPTER)
     params = list(_lora_parameters(transformer).values())
     for p in params:
         p.data = p.data.float()
@@ -308,12 +316,8 @@ def train_stage(
         )
     model, optimizer = accelerator.prepare(transformer, optimizer)
 
-    # 4. Fixed inputs: text positional ids (image ids depend on the batch's bucket).
+    # 4. The loop: micro-batches accumulate into one optimizer step; checkpoints only at step boundaries.
     device = accelerator.device
-    txt_ids = torch.zeros(data.prompt_embeds.shape[1], 3, device=device)
-    ids: dict[tuple[int, int], torch.Tensor] = {}
-
-    # 5. The loop: micro-batches accumulate into one optimizer step; checkpoints only at step boundaries.
     end = config.steps if stop_after is None else min(config.steps, step + stop_after)
     bar = tqdm(
         total=config.steps,
@@ -327,26 +331,22 @@ def train_stage(
         tick = time.perf_counter()
         step_loss = 0.0
         for micro in range(ga):
-            x0, embeds, pooled, size = data.batch(order((step * ga + micro) * world + rank))
+            index = order((step * ga + micro) * world + rank)
+            x0, embeds, pooled, size = data.batch(index)
             x0, bs = x0.to(device), x0.shape[0]
-            if size not in ids:
-                ids[size] = image_ids(*size).to(device)
+            text = transformer_inputs(transformer, embeds, pooled, data.mask(index), size, config.guidance, device,
+                                      weight_dtype)  # fmt: skip
             noise = torch.randn(x0.shape, generator=generator).to(device)
             sigmas, weights = sample_sigmas(
                 bs, generator, config.timestep_sampling, config.shift, config.logit_mean, config.logit_std
             )
             x_t = add_noise(x0, noise, sigmas)
-            guidance = torch.full((bs,), config.guidance, device=device) if _has_guidance(transformer) else None
             sync = accelerator.no_sync(model) if micro < ga - 1 else _nullcontext()
             with sync, accelerator.autocast():
                 prediction = model(
                     hidden_states=x_t.to(weight_dtype),
                     timestep=sigmas.to(device, weight_dtype),
-                    guidance=guidance,
-                    pooled_projections=pooled.to(device, weight_dtype),
-                    encoder_hidden_states=embeds.to(device, weight_dtype),
-                    txt_ids=txt_ids,
-                    img_ids=ids[size],
+                    **text,
                     return_dict=False,
                 )[0]
                 loss = flow_matching_loss(prediction, x0, noise, weights.to(device))
@@ -376,7 +376,7 @@ def train_stage(
             )
     bar.close()
 
-    # 6. Hand the trained layers back; the adapter stays in place for the caller to fuse or unload.
+    # 5. Hand the trained layers back; the adapter stays in place for the caller to fuse or unload.
     transformer = accelerator.unwrap_model(model)
     lora = lora_from_peft(
         {n.replace(f".{ADAPTER}", ""): p for n, p in _lora_parameters(transformer).items()}, config.alpha
@@ -394,8 +394,6 @@ def validation_loss(transformer, data: CachedData, config: TrainConfig, draws: i
     """Mean flow-matching loss over every example with fixed noise and sigmas: comparable between two models."""
     generator = torch.Generator().manual_seed(seed)
     device, dtype = transformer.device, transformer.dtype
-    txt_ids = torch.zeros(data.prompt_embeds.shape[1], 3, device=device)
-    guidance = torch.full((1,), config.guidance, device=device) if _has_guidance(transformer) else None
     total = []
     for _ in range(draws):
         for i in range(len(data)):
@@ -408,19 +406,13 @@ def validation_loss(transformer, data: CachedData, config: TrainConfig, draws: i
             prediction = transformer(
                 hidden_states=add_noise(x0, noise, sigmas).to(dtype),
                 timestep=sigmas.to(device, dtype),
-                guidance=guidance,
-                pooled_projections=pooled.to(device, dtype),
-                encoder_hidden_states=embeds.to(device, dtype),
-                txt_ids=txt_ids,
-                img_ids=image_ids(*size).to(device),
+                **transformer_inputs(
+                    transformer, embeds, pooled, data.mask([i]), size, config.guidance, device, dtype
+                ),
                 return_dict=False,
             )[0]
             total.append(float(flow_matching_loss(prediction, x0, noise, weights.to(device))))
     return sum(total) / len(total)
-
-
-def _has_guidance(transformer) -> bool:
-    return bool(getattr(transformer.config, "guidance_embeds", False))
 
 
 class _nullcontext:
@@ -447,17 +439,19 @@ def train_lora(
 ) -> TrainResult:
     """Train the LoRA of ``config.mode`` on ``pairs`` and write ``out_dir/pytorch_lora_weights.safetensors``.
 
-    ``painter`` is a hub id or folder of a FLUX pipeline, or a loaded ``FluxPipeline`` (its transformer is
-    restored exactly after differential training: the stage-1 fused weights are put back from a CPU copy).
+    ``painter`` is a hub id or folder of a painter pipeline (FLUX.1, Qwen-Image), or a loaded ``FluxPipeline`` /
+    ``QwenImagePipeline`` (its transformer is restored exactly after differential training: the stage-1 fused
+    weights are put back from a CPU copy).
     ``pairs``: ``TrainPair``s, ``(prompt, before, after)`` tuples or ``PairRecord``s. Re-running with the same
     ``out_dir`` resumes where the last run stopped.
     """
-    from diffusers import FluxPipeline
+    from artaug.painter import painter_class
 
     # 1. Check inputs: a resumed run must be the same run (data, base, settings); dump the config beside it.
     pairs: list[TrainPair] = as_pairs(pairs)
     out_dir = Path(out_dir)
     owned = isinstance(painter, (str, Path))
+    family = painter_class(str(painter)) if owned else None
     base_model = base_model or str(painter if owned else getattr(painter, "name_or_path", "") or "unknown")
     data_hash = dataset_hash(pairs)
     check_resume(out_dir, run_identity(config, data_hash, base_model, len(pairs)))
@@ -468,16 +462,16 @@ def train_lora(
 
     # 2. The pipeline: loaded here (and its text encoders dropped after caching), or borrowed.
     dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
-    pipe = FluxPipeline.from_pretrained(str(painter), dtype=dtype) if owned else painter
+    pipe = family.load_pipeline(str(painter), dtype) if family is not None else painter
     if getattr(pipe.transformer, "peft_config", None):
         raise ValueError(
             f"the pipeline's transformer already holds LoRA adapters {sorted(pipe.transformer.peft_config)}: fuse and "
             "unload them first (pipe.fuse_lora(); pipe.unload_lora_weights()) so training starts from plain weights"
         )
     pipe.vae.to(accelerator.device)
-    for encoder in (pipe.text_encoder, pipe.text_encoder_2):
-        if encoder is not None:
-            encoder.to(accelerator.device)
+    encoders = [name for name in ("text_encoder", "text_encoder_2") if getattr(pipe, name, None) is not None]
+    for name in encoders:
+        getattr(pipe, name).to(accelerator.device)
 
     # 3. Encode every image and caption once (main process first, the others read its cache).
     with accelerator.main_process_first():
@@ -485,7 +479,8 @@ def train_lora(
             pipe, pairs, config.resolution, config.max_sequence_length, out_dir / "cache", config.buckets
         )
     if owned:
-        pipe.text_encoder = pipe.text_encoder_2 = pipe.vae = None
+        for name in (*encoders, "vae"):
+            setattr(pipe, name, None)
     transformer = pipe.transformer
 
     # 4-5. The stages; a borrowed transformer gets its weights back whatever happens.
@@ -510,6 +505,7 @@ def train_lora(
             base_model,
             config.resolution,
             "ArtAug differential LoRA: the move from before to after images",
+            "qwen-image" if is_qwen_image(transformer) else "flux",
         ),
         "artaug.mode": config.mode,
         "artaug.iteration": str(config.iteration),
