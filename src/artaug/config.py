@@ -39,6 +39,8 @@ MEMORY_PRESETS: dict[str, dict[str, Any]] = {
     "16gb": {"painter.offload": "sequential", "critic.park": True, "painter.vae_tiling": True},
 }
 ATTENTION_IMPLS = ("lse", "grouped", "mask")
+# How a round fixes what the critic asked for (``artaug.loop.fixes``).
+FIXES = ("regional", "edit", "auto")
 TEMPLATES = ("auto", "grounding", "json")
 SIMILARITIES = ("ssim", "pixels", "clip")
 
@@ -151,6 +153,14 @@ class PainterConfig(Section):
         min=0.0, max=100.0,
     )  # fmt: skip
     max_sequence_length: int = setting(512, "T5 tokens of the global prompt", min=1, max=512)
+    editor: str = setting(
+        "", "instruction-editing model for loop.fix = edit or auto: hub id or folder of FLUX.1-Kontext-dev or "
+        "Qwen-Image-Edit (loaded once, beside the painter)", check=_optional_model_spec,
+    )  # fmt: skip
+    editor_guidance: float = setting(
+        2.5, "the editor's guidance: FLUX.1-Kontext's distilled guidance, Qwen-Image-Edit's true CFG scale",
+        min=0.0, max=100.0,
+    )  # fmt: skip
 
     def check(self) -> list[str]:
         problems = []
@@ -290,6 +300,18 @@ class LoopConfig(Section):
     max_rerolls: int = setting(
         3, "a broken first painting is re-rolled with the next seed at most this often", min=0, max=10
     )
+    fix: str = setting(
+        "regional", "how a round fixes what the critic asked for: regional (repaint the boxes), edit (one instruction "
+        "to painter.editor, composited back outside the boxes) or auto (chosen per round by the edits' kind)",
+        choices=FIXES,
+    )  # fmt: skip
+    edit_seam: int = setting(
+        16, "pixels over which an instruction edit fades into the untouched painting outside the boxes", min=0, max=512
+    )
+    auto_edit_area: float = setting(
+        0.35, "fix = auto: a round whose largest box covers more of the image than this is repainted regionally",
+        above=0.0, max=1.0,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -543,6 +565,12 @@ class Config(Section):
     bootstrap: BootstrapConfig = setting(BootstrapConfig, "the bootstrap cycle")
     studio: StudioConfig = setting(StudioConfig, "the studio web app")
     eval: EvalConfig = setting(EvalConfig, "evaluation")
+
+    def check(self) -> list[str]:
+        if self.loop.fix != "regional" and not self.painter.editor:
+            return [f"loop.fix = {self.loop.fix} needs painter.editor (an instruction-editing model such as "
+                    "black-forest-labs/FLUX.1-Kontext-dev)"]  # fmt: skip
+        return []
 
     @classmethod
     def from_dict(cls, data: Any, where: str | None = None) -> Config:

@@ -279,7 +279,12 @@ class Painting:
 
 @dataclass
 class Round:
-    """One critique → repaint → judge round of the loop."""
+    """One critique → repaint → judge round of the loop.
+
+    ``fix`` says how the round fixed what the critic asked for (``artaug.loop.fixes``): ``{"kind": "regional" |
+    "edit", "reason": why}``, plus for an instruction edit the instruction, the editor, its settings and the image
+    tokens it attended to. Trails written before fixes existed have none: their rounds were regional.
+    """
 
     index: int
     critique: Critique
@@ -290,6 +295,7 @@ class Round:
     reasons: list[str] = field(default_factory=list)
     cost: Cost = field(default_factory=Cost)
     image_path: str | None = None
+    fix: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -302,6 +308,7 @@ class Round:
             "reasons": list(self.reasons),
             "cost": self.cost.to_dict(),
             "image_path": self.image_path,
+            "fix": dict(self.fix),
         }
 
     @classmethod
@@ -316,6 +323,7 @@ class Round:
             reasons=list(data.get("reasons", [])),
             cost=Cost.from_dict(data.get("cost", {})),
             image_path=data.get("image_path"),
+            fix=dict(data.get("fix") or {}),
         )
 
 

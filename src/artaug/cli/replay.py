@@ -1,8 +1,8 @@
 """``artaug replay TRAIL``: re-render a run from its trail and report any pixel difference.
 
-The painter comes from the trail (shown before it loads) or from ``--painter``. A trail may come from someone else,
-so a painter it names by hub id is refused unless ``--allow-hub`` says to fetch it; every image it names must lie in
-the trail's own folder.
+The painter comes from the trail (shown before it loads) or from ``--painter``; rounds fixed by instruction edit also
+need the editor the trail names (or ``--editor``). A trail may come from someone else, so a model it names by hub id
+is refused unless ``--allow-hub`` says to fetch it; every image it names must lie in the trail's own folder.
 """
 
 from __future__ import annotations
@@ -27,32 +27,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "trail", type=Path, help="trail.json of a run folder (or NAME.trail.json beside a single image)"
     )
     parser.add_argument("--painter", default=None, help="the painter to use (hub id or folder) instead of the trail's")
+    parser.add_argument(
+        "--editor",
+        default=None,
+        help="the instruction editor for edit rounds (hub id or folder) instead of the trail's",
+    )
     parser.add_argument("--allow-hub", action="store_true", help="let a trail's hub id painter be fetched")
     add_config_flags(parser, REPLAY_SETTINGS)
     parser.set_defaults(func=run_replay)
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from artaug.loop.replay import load_trail, replay, trail_painter
+    from artaug.loop.replay import edit_rounds, load_trail, replay
 
-    # 1. The trail (validated) and the painter it will load, said out loud before anything loads.
+    # 1. The trail (validated) and the models it will load, said out loud before anything loads.
     config = config_from_args(args)
     trail = load_trail(args.trail)
-    painter_id = args.painter or trail_painter(trail)
-    if not painter_id:
-        raise ValueError(f"{args.trail} names no painter; pass --painter ID_OR_DIR")
-    source = "--painter" if args.painter else "the trail"
-    if not args.painter and not Path(painter_id).is_dir() and not args.allow_hub:
-        raise ValueError(
-            f"{args.trail} names the painter {painter_id!r}, which is not a local folder here; pass --allow-hub to "
-            "fetch it from the hub, or --painter ID_OR_DIR to choose one"
-        )
-    print(f"replaying {args.trail} with painter {painter_id} (from {source})", file=sys.stderr)
+    painter_id = _model(args, trail, "painter", args.painter)
+    editor_id = _model(args, trail, "editor", args.editor) if edit_rounds(trail) else ""
 
     # 2. Load and re-render.
     from artaug.painter import load_painter
 
-    painter = load_painter(config.painter.replace(model=painter_id, lora=""))
+    painter = load_painter(config.painter.replace(model=painter_id, lora="", editor=editor_id))
     report = replay(args.trail, painter)
     print(report.summary())
     return 0 if report.identical else 1
+
+
+def _model(args: argparse.Namespace, trail, role: str, given: str | None) -> str:
+    """The painter or editor to load: given on the command line, or the trail's (a hub id only with --allow-hub)."""
+    from artaug.loop.replay import trail_painter
+
+    model = given or trail_painter(trail, role)
+    if not model:
+        raise ValueError(f"{args.trail} names no {role}; pass --{role} ID_OR_DIR")
+    if not given and not Path(model).is_dir() and not args.allow_hub:
+        raise ValueError(
+            f"{args.trail} names the {role} {model!r}, which is not a local folder here; pass --allow-hub to "
+            f"fetch it from the hub, or --{role} ID_OR_DIR to choose one"
+        )
+    print(
+        f"replaying {args.trail} with {role} {model} (from {'--' + role if given else 'the trail'})", file=sys.stderr
+    )
+    return model

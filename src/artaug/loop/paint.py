@@ -33,6 +33,8 @@ PAINT_SETTINGS = (
     "painter.lora",
     "painter.memory",
     "painter.compile",
+    "loop.fix",
+    "painter.editor",
 )
 
 

@@ -1,7 +1,8 @@
 """Re-render a run from its trail, with no critic: the critic's answers are read back from the trail.
 
-Replay repaints the first painting and every round's revision (each from the painting that was best at the time)
-and compares the pixels with the files the run wrote. It also re-parses each critique's raw text and checks that
+Replay repaints the first painting and every round's revision (each from the painting that was best at the time,
+by the fix the round ran: regional repaint, or the recorded instruction edit with the painter's editor) and compares
+the pixels with the files the run wrote. It also re-parses each critique's raw text and checks that
 today's parser still reads the same edits, so a parser change that would alter old runs is caught too.
 
 A trail may come from someone else: it is read with bounded JSON, and every image it names must lie inside the
@@ -74,10 +75,15 @@ def load_trail(path: str | Path) -> Trail:
     return trail
 
 
-def trail_painter(trail: Trail) -> str:
-    """The painter (hub id or folder) a trail names, or ``""``."""
-    painter = trail.provenance.get("painter", {})
-    return painter.get("id", "") if isinstance(painter, dict) and isinstance(painter.get("id", ""), str) else ""
+def trail_painter(trail: Trail, role: str = "painter") -> str:
+    """The painter (or, with ``role="editor"``, the instruction editor) a trail names (hub id or folder), or ``""``."""
+    model = trail.provenance.get(role, {})
+    return model.get("id", "") if isinstance(model, dict) and isinstance(model.get("id", ""), str) else ""
+
+
+def edit_rounds(trail: Trail) -> list[int]:
+    """The rounds a trail fixed by instruction edit: replaying them needs the editor."""
+    return [r.index for r in trail.rounds if r.request is not None and r.fix.get("kind") == "edit"]
 
 
 def replay(trail_path: str | Path, painter) -> ReplayReport:
@@ -109,7 +115,13 @@ def replay(trail_path: str | Path, painter) -> ReplayReport:
                 report.parser_mismatches.append(f"round {record.index}: the raw critique now parses differently")
         if record.request is None:
             continue
-        revision = painter.paint(record.request, init=best)
+        if record.fix.get("kind") == "edit":
+            seam = record.fix.get("seam")
+            if not isinstance(seam, int) or isinstance(seam, bool) or not 0 <= seam <= 512:
+                raise ValueError(f"{trail_path}: round {record.index}'s edit seam {seam!r} is not 0..512 pixels")
+            revision, _ = painter.edit(record.request, best, seam)
+        else:
+            revision = painter.paint(record.request, init=best)
         _compare(report, folder, record.image_path, revision, f"round {record.index}")
         if record.accepted:
             best = revision

@@ -2,7 +2,8 @@
 
 This is ArtAug's "synthesis-understanding interaction" (see DESIGN.md) made cheap and safe: a revision repaints the
 critic's regions starting partway through the schedule from the current best painting (``loop.strength``) with
-single-pass regional attention, and the judge keeps a revision only when it is not broken and not worse.
+single-pass regional attention (or, with ``loop.fix``, by an instruction to an editing model, composited back
+outside the boxes: ``artaug.loop.fixes``), and the judge keeps a revision only when it is not broken and not worse.
 
 ``run`` reads top to bottom and reports progress through typed events; ``iterate`` offers the same events as a
 generator for interfaces that prefer to pull them.
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from artaug.config import Config, LoopConfig, PainterConfig
+from artaug.loop.fixes import choose_fix
 from artaug.types import Cost, Critique, Edit, Painting, PaintRequest, Round, Trail
 
 if TYPE_CHECKING:
@@ -29,13 +31,18 @@ if TYPE_CHECKING:
 
 
 class Painter(Protocol):
-    """What the loop needs of a painter (``artaug.painter.FluxPainter``, or any other family)."""
+    """What the loop needs of a painter (``artaug.painter.BasePainter``: FLUX.1, Qwen-Image, ...). ``edit`` (an
+    instruction edit, ``loop.fix = edit``) is called only when a round chose that fix."""
 
     model_id: str
 
     def paint(
         self, request: PaintRequest, init: Painting | None = None, progress: Callable[[int, int], None] | None = None
     ) -> Painting: ...
+
+    def edit(
+        self, request: PaintRequest, init: Painting, seam: int, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[Painting, dict[str, Any]]: ...
 
 
 # ---- events -------------------------------------------------------------------------------------------------------
@@ -178,8 +185,15 @@ def run(
             emit(Decided(index, False, record.reasons, None, trail))
             break
 
+        # Regional repaint or instruction edit (loop.fix): the trail says which ran, and why.
         record.request = revision_request(best.request, critique, loop)
-        revision = painter.paint(record.request, init=best, progress=_stepper(emit, index))
+        kind, why = choose_fix(critique, loop)
+        record.fix = {"kind": kind, "reason": why}
+        if kind == "edit":
+            revision, details = painter.edit(record.request, best, loop.edit_seam, progress=_stepper(emit, index))
+            record.fix.update(details)
+        else:
+            revision = painter.paint(record.request, init=best, progress=_stepper(emit, index))
         paintings[index] = revision
         verdict = judge.compare(
             best.image,

@@ -33,6 +33,7 @@ import torch
 
 from artaug.config import ATTENTION_IMPLS, OFFLOAD_MODES, PainterConfig
 from artaug.painter import regions
+from artaug.painter.editor import InstructionEditor
 from artaug.painter.lora import read_lora_tensors
 from artaug.painter.requests import check_request, region_bucket, region_masks, resolve_source, start_index
 from artaug.types import Cost, Painting, PaintRequest
@@ -85,6 +86,7 @@ class BasePainter(ABC):
         self._fused = False
         self._compiled: Any = None  # the one attention processor of a compiled transformer
         self.memory = "none"  # the memory preset it was loaded with (``painter.memory``), for the out-of-memory hint
+        self.editor: InstructionEditor | None = None  # ``painter.editor``: revisions by instruction (``edit``)
 
     # ------------------------------------------------------------------ loading
 
@@ -162,6 +164,11 @@ class BasePainter(ABC):
         if config.compile:
             painter.compile()
         painter.memory = config.memory
+        if config.editor:
+            painter.editor = InstructionEditor.from_pretrained(
+                config.editor, dtype=config.dtype, device=config.device, offload=config.offload,
+                guidance_scale=config.editor_guidance,
+            )  # fmt: skip
         return painter
 
     def compile(self, backend: str = "inductor", mode: str | None = None) -> None:
@@ -299,6 +306,20 @@ class BasePainter(ABC):
         pipe.maybe_free_model_hooks()
         cost = Cost(transformer_passes=passes * len(run), steps=len(run), seconds=time.perf_counter() - started)
         return Painting(image=image, request=request, cost=cost, model=self.model_id, latents=latents)
+
+    def edit(
+        self, request: PaintRequest, init: Painting, seam: int, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[Painting, dict[str, Any]]:
+        """Revise ``init`` by instruction with the loaded editor (``InstructionEditor.revise``): ``request.edits``
+        become one instruction, and outside the boxes (beyond ``seam`` pixels) the painting stays exactly as it was.
+        Returns the painting and what the trail records of the fix."""
+        if self.editor is None:
+            raise ValueError("no instruction editor is loaded: set painter.editor (e.g. FLUX.1-Kontext-dev)")
+        check_request(request, init)
+        try:
+            return self.editor.revise(init, request, seam, progress)
+        except torch.OutOfMemoryError as error:
+            raise torch.OutOfMemoryError(out_of_memory_hint(self.memory, error)) from None
 
     # ------------------------------------------------------------------ steps of paint()
 
