@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt torch torchvision
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev,vision,data,serve,ray,studio]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev,vision,data,serve,ray,studio,fp8]'
 	touch $(STAMP)
 
 demo: $(STAMP)

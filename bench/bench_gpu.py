@@ -10,8 +10,9 @@ It measures, in one process and against baselines measured in the same run:
    ratios to the plain step;
 3. the default loop (2 rounds x 4 edits, a scripted critic through the real parser, the broken-image judge) vs one
    plain generation, in wall time and transformer passes;
-4. one LoRA training step (artaug's trainer, rank 16, gradient checkpointing, bf16);
-5. peak GPU memory of each part (``torch.cuda.max_memory_allocated``).
+4. a plain step with float8 weights (``painter.quantize = "fp8"``, torchao) and its memory;
+5. one LoRA training step (artaug's trainer, rank 16, gradient checkpointing, bf16);
+6. peak GPU memory of each part (``torch.cuda.max_memory_allocated``).
 It prints one table and writes ``--out`` (JSON). Text encoders are random fixed embeddings of T5-XXL's and CLIP-L's
 widths (encoding runs once per painting, not per step); the VAE is the tiny one. Nothing here says anything about
 image quality. Not a test: it asserts nothing but prints what it measured.
@@ -90,12 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     # 4. Compiled: the plain step, and recompiles across rounds with 0-8 edits after warm-up.
     results["compiled"] = _compiled(painter, base, plain, args.compile_backend)
 
-    # 5. One LoRA training step at the same widths (its own model: the trainer owns what it trains).
+    # 5. float8 weights (torchao): a plain step and its memory, on a fresh painter (quantizing is in place).
     del painter
     _free()
+    results["fp8"] = _fp8(args.smoke, device, dtype, base, plain)
+    _free()
+
+    # 6. One LoRA training step at the same widths (its own model: the trainer owns what it trains).
     results["train"] = _train(args.smoke, device, dtype)
 
-    # 6. Report.
+    # 7. Report.
     results["ratios"] = {
         "attention lse at 4 edits / plain step": rows["attention lse x4"]["x plain"],
         "eager / compiled plain step": plain / results["compiled"]["plain_seconds"],
@@ -159,6 +164,21 @@ def _compiled(painter: Any, base: PaintRequest, eager_plain: float, backend: str
     }
 
 
+def _fp8(smoke: bool, device: str, dtype: torch.dtype, base: PaintRequest, eager_plain: float) -> dict[str, Any]:
+    from artaug.painter.quantize import quantize_fp8
+
+    painter = bench_regional.build_painter(not smoke, device, dtype)
+    try:
+        quantize_fp8(painter.pipe.transformer)
+    except Exception as error:  # torchao missing or too old for this torch: say so, measure the rest
+        return {"available": False, "why": f"{type(error).__name__}: {error}"}
+    _reset_peak()
+    bench_regional.time_steps(painter, base.replace(num_inference_steps=2))
+    seconds = bench_regional.time_steps(painter, base, "lse").wall
+    ratio = seconds / eager_plain
+    return {"available": True, "plain_seconds": seconds, "x eager bf16": ratio, "peak_gib": _peak_gib()}
+
+
 def _train(smoke: bool, device: str, dtype: torch.dtype) -> dict[str, Any]:
     geometry = bench_train.SMALL if smoke else bench_train.FULL
     geometry = {**geometry, "resolution": 128 if smoke else 1024, "warmup": 1, "steps": 2}
@@ -193,6 +213,12 @@ def _report(results: dict[str, Any]) -> None:
     )
     for problem in loop["problems"]:
         print(f"  NOT MEASURED AS INTENDED: {problem}")
+    fp8 = results["fp8"]
+    if fp8["available"]:
+        print(f"fp8 weights: plain step {fp8['plain_seconds']:.4f} s ({fp8['x eager bf16']:.2f}x eager), "
+              f"peak {_gib(fp8['peak_gib'])} GiB")  # fmt: skip
+    else:
+        print(f"fp8 weights: not measured ({fp8['why']})")
     print(f"LoRA training step (rank {train['rank']}, checkpointing {train['checkpointing']}): "
           f"{train['step_seconds']:.3f} s; peak {_gib(train['peak_gib'])} GiB")  # fmt: skip
     print("\ntargets (issue 13):")

@@ -7,5 +7,6 @@ grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/ex
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d .whl "diffusers==$("$PY" -c 'import diffusers; print(diffusers.__version__)')" tomli-w importlib-metadata
+    -d .whl "diffusers==$("$PY" -c 'import diffusers; print(diffusers.__version__)')" tomli-w importlib-metadata \
+    "torchao==$("$PY" -c 'import torchao; print(torchao.__version__)')"
 ls -la .whl

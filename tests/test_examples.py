@@ -104,3 +104,4 @@ def test_the_gpu_benchmark_proves_itself_on_the_cpu(tmp_path):
     assert results["loop"]["passes_ratio"] == pytest.approx(2.0)  # 8 steps, strength 0.4: 4 steps a round, twice
     assert {"attention lse x4", "attention grouped x4", "attention mask x4", "blend x4"} <= set(results["steps_table"])
     assert results["train"]["step_seconds"] > 0 and "targets (issue 13):" in stdout
+    assert results["fp8"]["available"] and results["fp8"]["plain_seconds"] > 0

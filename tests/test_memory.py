@@ -80,3 +80,19 @@ def test_vae_tiling_is_turned_on_by_the_setting(tiny_painter_dir):
     assert painter.pipe.vae.use_tiling
     painting = painter.paint(PaintRequest("a fox", height=64, width=64, num_inference_steps=1))
     assert painting.image.size == (64, 64)
+
+
+def test_fp8_weights_paint_close_to_full_precision(tiny_painter_dir):
+    """torchao's weight-only float8 on the transformer blocks' linear layers (its kernels run on the CPU too): the
+    weights really are float8, and the painting stays close to the full-precision one."""
+    pytest.importorskip("torchao", reason="the fp8 extra is not installed")
+    request = PaintRequest("a red fox in the snow", height=64, width=64, num_inference_steps=2, max_sequence_length=16)
+    base = load_config(None, {"painter.model": str(tiny_painter_dir), "painter.device": "cpu"}).painter
+    full = FluxPainter.from_config(base).paint(request)
+    painter = FluxPainter.from_config(base.replace(quantize="fp8"))
+    weight = painter.pipe.transformer.transformer_blocks[0].attn.to_q.weight
+    assert "float8" in str(getattr(weight, "qdata", weight).dtype)
+    fp8 = painter.paint(request)
+    assert torch.isfinite(fp8.latents).all()
+    error = (fp8.latents - full.latents).abs().mean() / full.latents.abs().mean()
+    assert 0 < error < 0.1, error  # float8 rounds (error > 0) but keeps the painting (within 10% on average)

@@ -143,6 +143,12 @@ class PainterConfig(Section):
         choices=("none", *MEMORY_PRESETS),
     )
     vae_tiling: bool = setting(False, "decode and encode with a tiled VAE (large images on small cards)")
+    quantize: str = setting(
+        "none",
+        "store the transformer's linear weights in float8 (fp8: half of bfloat16's memory, torchao's weight-only "
+        "float8; install the fp8 extra)",
+        choices=("none", "fp8"),
+    )
     height: int = setting(1024, "image height in pixels", min=16, max=4096, check=_multiple_of_16)
     width: int = setting(1024, "image width in pixels", min=16, max=4096, check=_multiple_of_16)
     num_inference_steps: int = setting(

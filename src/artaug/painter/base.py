@@ -161,6 +161,10 @@ class BasePainter(ABC):
             painter.fuse_lora()
         if config.vae_tiling:
             painter.pipe.vae.enable_tiling()
+        if config.quantize == "fp8":  # after the LoRA is fused: the fused weights are the ones stored in float8
+            from artaug.painter.quantize import quantize_fp8
+
+            quantize_fp8(painter.pipe.transformer)
         if config.compile:
             painter.compile()
         painter.memory = config.memory
