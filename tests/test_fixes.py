@@ -169,3 +169,20 @@ def test_trails_written_before_fixes_existed_still_read_as_regional():
     assert Round.from_dict(old).fix == {}
     trail = Trail.from_dict({"prompt": "p", "first_request": {"prompt": "p"}, "rounds": [old]})
     assert Trail.from_dict(json.loads(json.dumps(trail.to_dict()))).rounds[0].fix == {}
+
+
+def test_qwen_image_edit_revises_by_instruction_with_true_guidance(tiny_qwen_image_dir):
+    """The same fix with Qwen-Image-Edit on a Qwen-Image painting: its VL encoder sees the painting, true CFG
+    doubles the passes, and the conditioning image is resized to ~1024² (4096 tokens) whatever the painting's size."""
+    from artaug.painter import QwenImagePainter
+    from artaug.types import PaintRequest
+
+    painter = QwenImagePainter.from_pretrained(str(tiny_qwen_image_dir), device="cpu")
+    painter.editor = InstructionEditor.from_pretrained(str(tiny_painter_path("qwen-image-edit")), device="cpu")
+    request = PaintRequest(PROMPT, seed=2, height=64, width=64, num_inference_steps=2, max_sequence_length=16)
+    first = painter.paint(request)
+    revised, details = painter.edit(request.replace(edits=(HAT,)), first, seam=4)
+    assert (revised.cost.transformer_passes, details["passes_per_step"], details["image_tokens"]) == (4, 2, 4096)
+    before, after = np.asarray(first.image), np.asarray(revised.image)
+    assert np.array_equal(before[20:], after[20:]) and np.array_equal(before[:, 20:], after[:, 20:])
+    assert not np.array_equal(before[:16, :16], after[:16, :16])

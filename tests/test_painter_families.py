@@ -232,3 +232,16 @@ def test_the_family_comes_from_model_index_json(family, tmp_path):
     wrong = FluxPainter if expected is QwenImagePainter else QwenImagePainter
     with pytest.raises(ValueError, match="load_painter"):
         wrong.from_pretrained(str(tiny_painter_path(family)), device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("family", "pipeline"), [("flux-schnell", "FluxPipeline"), ("qwen-image", "QwenImagePipeline")]
+)
+def test_the_tiny_command_writes_each_family_in_its_real_layout(tmp_path, family, pipeline):
+    import json
+
+    from artaug.cli import main
+
+    assert main(["tiny", "painter", str(tmp_path / family), "--family", family]) == 0
+    index = json.loads((tmp_path / family / "model_index.json").read_text())
+    assert index["_class_name"] == pipeline and (tmp_path / family / "transformer" / "config.json").is_file()

@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
     painter = kinds.add_parser(
-        "painter", help="tiny painter folder: FLUX.1-dev (FluxPipeline), schnell, Qwen-Image or FLUX.1-Kontext"
+        "painter",
+        help="tiny painter or editor folder: FLUX.1-dev (FluxPipeline), schnell, Qwen-Image, FLUX.1-Kontext, "
+        "Qwen-Image-Edit",
     )
     painter.add_argument("folder", type=Path, metavar="DIR", help=FOLDER_HELP)
     painter.add_argument("--family", choices=PAINTER_FAMILIES, default="flux", help="which model family to mimic")

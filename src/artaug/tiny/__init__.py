@@ -3,9 +3,9 @@
 ``tiny_painter_path(family)`` and ``tiny_critic_path(variant)`` build once into a cache folder
 (``$ARTAUG_CACHE`` or ``~/.cache/artaug``, under ``tiny/``) and return it; ``build_tiny_painter(folder, family)`` and
 ``build_tiny_critic(folder, variant)`` write a fresh copy anywhere. Painter families: ``flux`` (FLUX.1-dev, the
-default), ``flux-schnell``, ``qwen-image`` and ``flux-kontext`` (an instruction editor). The folders load through
-the same ``from_pretrained`` calls as the real hub ids. They prove plumbing, shapes and invariants, never image
-quality.
+default), ``flux-schnell``, ``qwen-image``, and the instruction editors ``flux-kontext`` and ``qwen-image-edit``.
+The folders load through the same ``from_pretrained`` calls as the real hub ids. They prove plumbing, shapes and
+invariants, never image quality.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 # Bump whenever a builder's output changes, so cached folders from older builders are not reused.
 BUILDER_VERSION = "1"
 CRITIC_VARIANTS = ("qwen2-vl", "qwen2.5-vl")
-PAINTER_FAMILIES = ("flux", "flux-schnell", "qwen-image", "flux-kontext")
+PAINTER_FAMILIES = ("flux", "flux-schnell", "qwen-image", "flux-kontext", "qwen-image-edit")
 # The built-in tiny models at a tiny size (``--tiny``): plumbing demos, tests and benchmarks, nothing about beauty.
 TINY_SETTINGS = {
     "painter.height": 64,
@@ -82,10 +82,10 @@ def build_tiny_painter(folder: str | Path, family: str = "flux") -> Path:
     :mod:`artaug.tiny.qwen_image`."""
     if family not in PAINTER_FAMILIES:
         raise ValueError(f"unknown tiny painter family {family!r}; choose one of {', '.join(PAINTER_FAMILIES)}")
-    if family == "qwen-image":
+    if family.startswith("qwen-image"):
         from artaug.tiny.qwen_image import build_tiny_qwen_image
 
-        return build_tiny_qwen_image(folder)
+        return build_tiny_qwen_image(folder, edit=family == "qwen-image-edit")
     from artaug.tiny.painter import build_tiny_painter as build
 
     return build(folder, family)

@@ -1,11 +1,13 @@
-"""A tiny random-weight Qwen-Image folder in the real layout, built offline.
+"""Tiny random-weight Qwen-Image and Qwen-Image-Edit folders in the real layouts, built offline.
 
 ``QwenImagePipeline.from_pretrained(folder)`` loads it through the code path of ``Qwen/Qwen-Image``: the same
 component classes (``QwenImageTransformer2DModel``, the video VAE ``AutoencoderKLQwenImage``, a Qwen2.5-VL text
 encoder and a ``Qwen2Tokenizer``), file names and ``model_index.json``. The tokenizer is trained so that the
 pipeline's chat template tokenizes as the real one does: its system part is exactly the 34 tokens the pipeline drops
 (``prompt_template_encode_start_idx``), so a prompt's embeddings are its own tokens and the template's 5 closing
-ones. Widths and depths are tiny: it proves plumbing, shapes and invariants, never beauty.
+ones. The Qwen-Image-Edit folder (``QwenImageEditPipeline``) adds a ``Qwen2VLProcessor`` (the text encoder sees the
+image to edit) and a tokenizer whose edit template's system part is the 64 tokens that pipeline drops. Widths and
+depths are tiny: they prove plumbing, shapes and invariants, never beauty.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import torch
 from diffusers import (
     AutoencoderKLQwenImage,
     FlowMatchEulerDiscreteScheduler,
+    QwenImageEditPipeline,
     QwenImagePipeline,
     QwenImageTransformer2DModel,
 )
 
 from artaug.tiny.corpus import corpus
-from artaug.tiny.critic import tiny_critic_model
+from artaug.tiny.critic import tiny_critic_model, tiny_critic_processor
 from artaug.tiny.tokenizers import train_qwen2_tokenizer
 
 SEEDS = {"transformer": 10, "vae": 11}
@@ -31,6 +34,11 @@ TEXT_DIM = 32  # the tiny Qwen2.5-VL's hidden size = the transformer's joint_att
 TEMPLATE_WORDS = (
     "system\nDescribe the image by detailing the color, shape, size, texture, quantity, text, spatial relationships "
     "of the objects and background:\nuser\nassistant\n"
+)
+EDIT_TEMPLATE_WORDS = (
+    "system\nDescribe the key features of the input image (color, shape, size, texture, objects, background), then "
+    "explain how the user's text instruction should alter or modify the image. Generate a new image that meets the "
+    "user's requirements while maintaining consistency with the original input where appropriate.\nuser\nassistant\n"
 )
 
 
@@ -84,9 +92,22 @@ def tiny_qwen_image_pipeline() -> QwenImagePipeline:
     )
 
 
-def build_tiny_qwen_image(folder: str | Path) -> Path:
+def tiny_qwen_image_edit_pipeline() -> QwenImageEditPipeline:
+    """The tiny Qwen-Image-Edit pipeline: the tiny Qwen-Image components, a processor for the image to edit."""
+    tokenizer = train_qwen2_tokenizer(texts=[*corpus(), *[TEMPLATE_WORDS] * 50, *[EDIT_TEMPLATE_WORDS] * 50])
+    return QwenImageEditPipeline(
+        scheduler=tiny_qwen_scheduler(),
+        vae=tiny_qwen_vae().eval(),
+        text_encoder=tiny_critic_model("qwen2.5-vl", tokenizer),
+        tokenizer=tokenizer,
+        processor=tiny_critic_processor("qwen2-vl", tokenizer),
+        transformer=tiny_qwen_transformer().eval(),
+    )
+
+
+def build_tiny_qwen_image(folder: str | Path, edit: bool = False) -> Path:
     """Write the tiny Qwen-Image folder (transformer/, vae/, text_encoder/, tokenizer/, scheduler/,
-    model_index.json) to ``folder`` and return its path."""
+    model_index.json; with ``edit``, Qwen-Image-Edit's, processor/ too) to ``folder`` and return its path."""
     folder = Path(folder)
-    tiny_qwen_image_pipeline().save_pretrained(folder)
+    (tiny_qwen_image_edit_pipeline() if edit else tiny_qwen_image_pipeline()).save_pretrained(folder)
     return folder
