@@ -245,3 +245,33 @@ def test_the_tiny_command_writes_each_family_in_its_real_layout(tmp_path, family
     assert main(["tiny", "painter", str(tmp_path / family), "--family", family]) == 0
     index = json.loads((tmp_path / family / "model_index.json").read_text())
     assert index["_class_name"] == pipeline and (tmp_path / family / "transformer" / "config.json").is_file()
+
+
+def test_a_compiled_qwen_image_painter_never_recompiles_across_rounds(tiny_qwen_image_dir):
+    """test_compile.py's check for FLUX, for Qwen-Image: the regional call arrives as an attention kwarg, so the one
+    installed processor keeps its guards; true CFG's unconditional pass goes through it without one."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    request = BASE.replace(
+        height=64, width=64, num_inference_steps=2, regional="attention", region_max_sequence_length=16
+    )
+
+    def edits(n: int, words: int = 3) -> tuple[Edit, ...]:
+        return tuple(
+            Edit(Box(0.05 * i, 0, 0.05 * i + 0.5, 0.5), " ".join(["fox"] * words) + f" {i}") for i in range(n)
+        )
+
+    eager = QwenImagePainter.from_pretrained(str(tiny_qwen_image_dir), device="cpu")
+    compiled = QwenImagePainter.from_pretrained(str(tiny_qwen_image_dir), device="cpu")
+    compiled.compile(backend="eager")
+    try:
+        for n in (0, 1, 8):  # warm-up: the plain shape, then two regional shapes
+            compiled.paint(request.replace(edits=edits(n)))
+        graphs = counters["stats"]["unique_graphs"]
+        for n in (3, 0, 5, 2):
+            regional = request.replace(edits=edits(n, words=1 + n % 4))
+            torch.testing.assert_close(compiled.paint(regional).latents, eager.paint(regional).latents)
+        assert counters["stats"]["unique_graphs"] == graphs, "a round recompiled the transformer blocks"
+    finally:
+        torch._dynamo.reset()

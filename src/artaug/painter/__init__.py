@@ -2,8 +2,9 @@
 
 - ``load_painter(PainterConfig)`` picks the family from the model folder's ``model_index.json`` (or a hub id's
   entry in ``families.HUB_PIPELINES``) and loads it; ``painter.paint(request, init=None, progress=None) -> Painting``;
-- ``BasePainter`` (``base.py``): the linear ``paint``, strength, cost, LoRA, prompt cache, ``compile``; the families
-  ``FluxPainter`` (FLUX.1-dev / schnell, ``flux.py``) and ``QwenImagePainter`` (Qwen-Image, ``qwen.py``);
+- ``BasePainter`` (``base.py``): the linear ``paint``, strength, cost, prompt cache; loading, LoRA and ``compile``
+  (``loading.py``); the families ``FluxPainter`` (FLUX.1-dev / schnell, ``flux.py``) and ``QwenImagePainter``
+  (Qwen-Image, ``qwen.py``); ``editor.py``: revisions by instruction (``loop.fix = "edit"``);
 - ``regions``: boxes → masks at pixel, latent and packed-token resolution, blur, attention masks (no model);
 - ``attention`` / ``qwen_attention``: the processors of single-pass regional attention; ``lora``: safe LoRA reading.
 """

@@ -24,8 +24,8 @@ from artaug.painter.attention import (
     RegionalAttnProcessor,
     regional_processors,
 )
-from artaug.painter.base import BasePainter, Prompt, execution_device
-from artaug.painter.requests import region_bucket
+from artaug.painter.base import BasePainter, Prompt
+from artaug.painter.requests import execution_device, region_bucket
 from artaug.types import PaintRequest
 
 __all__ = ["FluxPainter", "region_bucket"]

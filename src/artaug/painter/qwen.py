@@ -18,8 +18,9 @@ import torch
 
 from artaug.painter import regions
 from artaug.painter.attention import regional_processors
-from artaug.painter.base import BasePainter, Prompt, execution_device
+from artaug.painter.base import BasePainter, Prompt
 from artaug.painter.qwen_attention import QwenRegionalAttnProcessor, QwenRegionalCall
+from artaug.painter.requests import execution_device
 from artaug.types import PaintRequest
 
 # Qwen-Image's own examples guide against a single space.

@@ -114,3 +114,23 @@ def resolve_source(id_or_dir: str, pipeline: str | None = None) -> str:
     if looks_like_path or not id_or_dir.strip():
         raise FileNotFoundError(f"painter folder {id_or_dir!r} does not exist")
     return id_or_dir
+
+
+def out_of_memory_hint(preset: str, error: BaseException) -> str:
+    """What to try after running out of GPU memory with ``preset`` (``painter.memory``)."""
+    following = {"none": "24gb", "80gb": "48gb", "48gb": "24gb", "24gb": "16gb"}.get(preset)
+    first = str(error).splitlines()[0][:200] if str(error) else "out of memory"
+    if following is None:
+        return (f"out of GPU memory even with --memory {preset} ({first}); paint smaller images, or run the critic "
+                "as an endpoint (--critic http://...) so that the whole card is the painter's")  # fmt: skip
+    return (f"out of GPU memory with memory preset {preset!r} ({first}); try --memory {following}, and an endpoint "
+            "critic (--critic http://...) leaves the whole card to the painter")  # fmt: skip
+
+
+def execution_device(module: torch.nn.Module) -> torch.device:
+    """Where a module's inputs must go; with CPU offload that is the hook's device, not the weights'."""
+    try:
+        from diffusers.utils.torch_utils import get_module_execution_device
+    except ImportError:  # diffusers < 0.42
+        return next(module.parameters()).device
+    return get_module_execution_device(module)
