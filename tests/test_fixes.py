@@ -186,3 +186,32 @@ def test_qwen_image_edit_revises_by_instruction_with_true_guidance(tiny_qwen_ima
     before, after = np.asarray(first.image), np.asarray(revised.image)
     assert np.array_equal(before[20:], after[20:]) and np.array_equal(before[:, 20:], after[:, 20:])
     assert not np.array_equal(before[:16, :16], after[:16, :16])
+
+
+def test_the_example_fixes_a_qwen_image_painting_both_ways(tmp_path, tiny_qwen_image_dir, kontext_dir):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "fix_by_instruction.py"
+    process = subprocess.run([sys.executable, str(script), "--tiny", "--output", str(tmp_path)], capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "instruction: In the box at the top left, make the head a red woollen hat." in process.stdout
+    assert "the edit is the first painting: True" in process.stdout
+    assert all((tmp_path / f"{name}.png").is_file() for name in ("first", "regional", "edit"))
+
+
+def test_paint_command_fixes_by_instruction_and_records_the_editor(tiny_painter_dir, kontext_dir, tmp_path):
+    from importlib.resources import files
+
+    from artaug.cli import main
+
+    notes = str(files("artaug") / "data" / "demo_critique.txt")
+    out = tmp_path / "run"
+    assert main(["paint", PROMPT, "--painter", str(tiny_painter_dir), "--editor", str(kontext_dir), "--fix", "edit",
+                 "--critic", notes, "--rounds", "1", "--height", "64", "--width", "64", "--steps", "2",
+                 "--max-sequence-length", "16", "--output", str(out)]) == 0  # fmt: skip
+    trail = json.loads((out / "trail.json").read_text())
+    assert trail["provenance"]["editor"]["id"] == str(kontext_dir)
+    assert trail["rounds"][0]["fix"]["kind"] == "edit" and "golden" in trail["rounds"][0]["fix"]["instruction"]
