@@ -25,7 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -54,9 +54,6 @@ class BasePainter(PainterLoading, ABC):
     and the cache is cleared whenever LoRAs change through this class. Call ``clear_prompt_cache()`` after changing
     ``pipe``'s text encoders by hand.
     """
-
-    pipeline_name: ClassVar[str]  # the diffusers pipeline class a folder's model_index.json names
-    example_id: ClassVar[str]  # the family's best-known hub id, for messages
 
     def __init__(
         self,

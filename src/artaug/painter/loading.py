@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -28,8 +28,8 @@ class PainterLoading:
     """Loading and LoRA for ``BasePainter`` (which sets ``pipe``, ``model_id``, ``attention_impl``, ``memory``,
     ``editor``, the LoRA bookkeeping and ``_compiled``)."""
 
-    pipeline_name: str  # the diffusers pipeline class a folder's model_index.json names
-    example_id: str  # the family's best-known hub id, for messages
+    pipeline_name: ClassVar[str]  # the diffusers pipeline class a folder's model_index.json names (set by a family)
+    example_id: ClassVar[str]  # the family's best-known hub id, for messages
 
     @classmethod
     def from_pretrained(
