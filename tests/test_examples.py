@@ -95,7 +95,7 @@ def test_the_gpu_benchmark_proves_itself_on_the_cpu(tmp_path):
     out = tmp_path / "out"
     process = subprocess.run(
         [str(EXAMPLES.parent / "bench" / "gpu.sh"), "--smoke", "--steps", "1"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OUT": str(out)},
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OUT": str(out), "PYTHON": sys.executable},
     )  # fmt: skip
     stdout = ok(process)
     results = json.loads((out / "gpu.json").read_text())
