@@ -136,7 +136,7 @@ class Section:
 
 def parse_text(text: str, hint: Any, where: str) -> Any:
     """A command-line string as the setting's type (``--set painter.height=512``); ``ConfigError`` if it is not."""
-    base, optional = _unwrap(hint)
+    base, optional = unwrap(hint)
     word = text.strip().lower()
     if optional and word in NONE_WORDS + ("",):
         return None
@@ -158,7 +158,7 @@ def parse_text(text: str, hint: Any, where: str) -> Any:
 
 def _normalise(value: Any, hint: Any, f: dataclasses.Field, where: str) -> tuple[Any, str | None]:
     """The value in its canonical type (int → float, list → tuple) and why it is invalid, if it is."""
-    base, optional = _unwrap(hint)
+    base, optional = unwrap(hint)
     meta = f.metadata
     if value is None:
         return value, None if optional else f"{where} must be set (got nothing)"
@@ -200,7 +200,7 @@ def _normalise(value: Any, hint: Any, f: dataclasses.Field, where: str) -> tuple
     return value, None
 
 
-def _unwrap(hint: Any) -> tuple[Any, bool]:
+def unwrap(hint: Any) -> tuple[Any, bool]:
     """``(base type, optional)`` of ``X`` or ``X | None``; a ``Literal`` counts as its values' type."""
     optional = False
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
@@ -212,7 +212,7 @@ def _unwrap(hint: Any) -> tuple[Any, bool]:
 
 
 def _section_type(hint: Any) -> type[Section] | None:
-    base, _ = _unwrap(hint)
+    base, _ = unwrap(hint)
     return base if isinstance(base, type) and issubclass(base, Section) else None
 
 

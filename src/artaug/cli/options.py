@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from artaug.config import Config, describe, load_config, option_names, parse_set_options
-from artaug.settings import ConfigError, _unwrap, default_of, parse_text
+from artaug.settings import ConfigError, default_of, parse_text, unwrap
 
 PREFIX = "cfg:"
 
@@ -36,7 +36,7 @@ def add_config_flags(parser: argparse.ArgumentParser, settings: tuple[str, ...],
     for dotted in settings:
         f, hint = describe(dotted)
         flags = [f"--{name.replace('_', '-')}" for name, target in names.items() if target == dotted]
-        base, optional = _unwrap(hint)
+        base, _ = unwrap(hint)
         default = default_of(f)
         shown = "none" if default is None else (",".join(default) if isinstance(default, tuple) else repr(default))
         options: dict[str, Any] = {
