@@ -14,7 +14,8 @@ import pytest
 from artaug.critic.base import CriticError
 from artaug.critic.parse import parse_critique
 from artaug.types import Critique
-from artaug.world.critic import WorldCritic
+from artaug.world.critic import WorldCritic, plan_fixes
+from artaug.world.detect import Detection
 from artaug.world.grammar import CATEGORIES, COLOURS, EMPTY_PROMPT, PLACES, parse_prompt, split_prompts
 from artaug.world.metric import judge_image
 from artaug.world.scenes import SIZE, Scene, Shape, cell_box, layout, render
@@ -113,3 +114,9 @@ def test_prompts_outside_the_world_are_reported_not_raised():
     assert critique.error and not critique.edits
     with pytest.raises(CriticError):
         CRITIC.ask([image], "Is this painting beautiful?")
+
+
+def test_a_formless_blob_is_repainted_where_it_is():
+    blob = Detection("red", "blob", (50, 50, 80, 80), 700, 0.4)
+    (fix,) = plan_fixes(parse_prompt("a square"), [blob])
+    assert fix.prompt == "a square in the center" and fix.box[0] <= 47 and fix.box[2] >= 83

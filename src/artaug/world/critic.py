@@ -2,8 +2,9 @@
 
 ``plan_fixes(spec, detections)`` decides what to change, one ``Fix`` per region:
 
-- an object phrase with no match: repaint, in place, an object of its shape but the wrong colour if there is one
-  (where the prompt allows it), else paint it in its named cell, or in the free cell farthest from everything drawn;
+- an object phrase with no match: repaint, in place, an object of its shape but the wrong colour, or else a formless
+  blob, if there is one (where the prompt allows it), else paint it in its named cell, or in the free cell farthest
+  from everything drawn;
 - a counted phrase: the missing ones in free cells, the surplus ones cleared (boxes to "a plain background");
 - a relation that does not hold: the missing side painted in a cell that satisfies it, or, with both drawn, the
   first object cleared and painted again where the relation holds;
@@ -65,10 +66,13 @@ def plan_fixes(spec: SceneSpec, detections: list[Detection], size: int = SIZE) -
 
 
 def _supply(obj, detections, used, taken, size) -> tuple[Fix, int | None]:
-    """A fix that adds one object of ``obj``: recolour a same-shape object where allowed, else paint a cell."""
-    for i, d in enumerate(detections):
-        if i not in used and d.shape == obj.shape and (obj.place is None or d.place(size) == obj.place):
-            return _paint(obj, d.place(size), f"it is {d.colour}", size, around=d), i
+    """A fix that adds one object of ``obj``: repaint, where the prompt allows, an object of its shape in the wrong
+    colour, else a formless blob (a failed attempt at an object), else paint a cell."""
+    for wanted in (obj.shape, "blob"):
+        for i, d in enumerate(detections):
+            if i not in used and d.shape == wanted and (obj.place is None or d.place(size) == obj.place):
+                reason = f"it is {d.colour}" if wanted == obj.shape else f"a {d.colour} blob, not a {obj.shape}"
+                return _paint(obj, d.place(size), reason, size, around=d), i
     if obj.place is not None:
         inside = [d for d in detections if d.place(size) == obj.place]
         reason = f"a {inside[0].colour} {inside[0].shape} is there instead" if inside else "missing"

@@ -17,8 +17,8 @@ from artaug.world.grammar import COLOURS, PLACES, ObjectSpec, SceneSpec
 
 SIZE = 128  # pixels of a world image (a multiple of 16, as FLUX needs)
 CELL = SIZE / 3
-MIN_EXTENT, MAX_EXTENT = 22, 32  # object width in pixels: at least ~3 latent pixels, at most 3/4 of a cell
-JITTER = 4  # pixels an object's centre may stray from its cell's centre; keeps a gap of >= 2 px between objects
+MIN_EXTENT, MAX_EXTENT = 26, 36  # object width in pixels: at least ~3 latent pixels, at most ~5/6 of a cell
+JITTER = 2  # pixels an object's centre may stray from its cell's centre; keeps a gap of >= 2 px between objects
 SUPERSAMPLE = 4
 
 
