@@ -76,16 +76,17 @@ def test_replay_run_reproduces_the_run_and_flags_a_changed_image(run_folder, tmp
 
 def test_bench_loop_measures_two_accepted_rounds_of_four_edits(tmp_path, tiny_painter_dir):
     # The loop benchmark (bench/bench_loop.py) at toy size: it exits 1 unless every run had its two accepted rounds
-    # of 4 edits; passes follow the painter's rules (4 steps, strength 0.4 runs the last 2, blend 1 + 4 per step).
+    # of 4 edits; passes follow the painter's rules (4 steps, the default strength 1.0 runs all 4, blend 1 + 4 per
+    # step, so blend at the default strength is the published setting).
     script = EXAMPLES.parent / "bench" / "bench_loop.py"
     process = subprocess.run(
         [sys.executable, str(script), "--size", "64", "--steps", "4"], capture_output=True, text=True, timeout=300
     )
     stdout = ok(process)
     assert "published: 11.00x one plain generation in transformer passes" in stdout
-    assert "default: 2.00x one plain generation in transformer passes" in stdout
+    assert "default: 3.00x one plain generation in transformer passes" in stdout
     blend = next(line.split() for line in stdout.splitlines() if line.startswith("blend "))
-    assert blend[3:5] == ["24", "6.00"] and blend[-2:] == ["[True,", "True]"]
+    assert blend[3:5] == ["44", "11.00"] and blend[-2:] == ["[True,", "True]"]
 
 
 @pytest.mark.slow
@@ -101,7 +102,7 @@ def test_the_gpu_benchmark_proves_itself_on_the_cpu(tmp_path):
     results = json.loads((out / "gpu.json").read_text())
     assert results["compiled"]["recompiles_after_warm_up"] == 0
     assert results["loop"]["rounds_accepted"] == 2 and results["loop"]["edits_per_round"] == [4, 4]
-    assert results["loop"]["passes_ratio"] == pytest.approx(2.0)  # 8 steps, strength 0.4: 4 steps a round, twice
+    assert results["loop"]["passes_ratio"] == pytest.approx(3.0)  # 8 steps, strength 1.0: 8 steps a round, twice
     assert {"attention lse x4", "attention grouped x4", "attention mask x4", "blend x4"} <= set(results["steps_table"])
     assert results["train"]["step_seconds"] > 0 and "targets (issue 13):" in stdout
     assert results["fp8"]["available"] and results["fp8"]["plain_seconds"] > 0

@@ -26,13 +26,14 @@ STAGES = {
     "artaug.painter": 2,
     "artaug.critic": 2,
     "artaug.judge": 3,
-    "artaug.world": 3,  # the closed world's scenes, detector, critic and metric sit beside the judge
+    "artaug.world": 2,  # the closed world's scenes, detector, critic and metric: a critic (``--critic world``)
     "artaug.loop": 4,
     "artaug.synth": 5,
     "artaug.eval": 5.5,  # evaluation paints (loop) and reads synth stores; the bootstrap's gate uses it
     "artaug.world.build": 6,  # training the world's painter uses the trainer's flow-matching pieces
     "artaug.world.train": 6,
     "artaug.world.bench": 7,  # the world's benchmark runs the loop, synthesis and training
+    "artaug.world.distill": 7,  # pairs synthesised and distilled into a LoRA, for the bench
     "artaug.train": 6,
     "artaug.cli": 8,
     "artaug.studio": 8,  # a door, like the command line

@@ -220,3 +220,26 @@ def test_a_broken_first_painting_is_rerolled_and_paid_for(painter):
     assert len(trail.rerolls) == 1 and trail.rerolls[0].startswith("seed 5: near-black")
     assert trail.first_request.seed == 6
     assert trail.first_cost.transformer_passes == 8 and trail.total_cost.transformer_passes == 8
+
+
+def test_accepted_edits_are_carried_into_later_rounds_unless_a_new_edit_covers_them():
+    """A revision re-denoises from the seed: without the earlier rounds' edits, round 2 would paint over round 1's
+    fix (the closed world showed it). A new edit over most of an old box replaces it; an instruction edit does not
+    carry (the best painting already holds the earlier fixes)."""
+    from artaug.config import LoopConfig
+    from artaug.loop.run import revision_request
+    from artaug.types import MAX_EDITS, Box, Critique, Edit, PaintRequest
+
+    loop = LoopConfig(edit_weight=3.0)
+    sky, fox = Edit(Box(0.0, 0.0, 1.0, 0.4), "a sunset sky"), Edit(Box(0.25, 0.5, 0.75, 1.0), "a fox")
+    base = PaintRequest(PROMPT, edits=(sky, fox))
+    tree = Edit(Box(0.0, 0.5, 0.2, 1.0), "a birch tree")
+    later = revision_request(base, Critique(edits=[tree]), loop)
+    assert [e.prompt for e in later.edits] == ["a birch tree", "a sunset sky", "a fox"]
+    assert later.edits[0].weight == 3.0
+    new_fox = Edit(Box(0.2, 0.45, 0.8, 1.0), "a fox with orange fur")  # covers the old fox box: replaces it
+    later = revision_request(base, Critique(edits=[new_fox]), loop)
+    assert [e.prompt for e in later.edits] == ["a fox with orange fur", "a sunset sky"]
+    crowd = tuple(Edit(Box(i / 20, 0.0, (i + 1) / 20, 0.1), f"thing {i}") for i in range(MAX_EDITS))
+    full = revision_request(PaintRequest(PROMPT, edits=crowd), Critique(edits=[tree]), loop)
+    assert len(full.edits) == MAX_EDITS and full.edits[0].prompt == "a birch tree"

@@ -120,3 +120,20 @@ def test_a_formless_blob_is_repainted_where_it_is():
     blob = Detection("red", "blob", (50, 50, 80, 80), 700, 0.4)
     (fix,) = plan_fixes(parse_prompt("a square"), [blob])
     assert fix.prompt == "a square in the center" and fix.box[0] <= 47 and fix.box[2] >= 83
+
+
+def test_the_world_critic_and_metric_are_usable_wherever_a_critic_and_a_scorer_are():
+    from artaug.config import CriticConfig, JudgeConfig
+    from artaug.critic import critic_from_config, is_weightless, load_critic
+    from artaug.judge import Judge
+
+    critic = critic_from_config(CriticConfig(model="world", max_edits=2))
+    assert isinstance(critic, WorldCritic) and critic.max_edits == 2 and is_weightless("world")
+    assert isinstance(load_critic("world"), WorldCritic)
+    scene = layout(parse_prompt("a red circle at the top left"), random.Random(0))
+    image = render(scene)
+    judge = Judge.from_config(JudgeConfig(world=True))
+    assert judge.scores(image, "a red circle at the top left") == {"world": 1.0}
+    assert judge.scores(image, "a red circle and a blue square") == {"world": 0.5}  # one of two objects met
+    verdict = judge.compare(image, image, "a red circle at the top left and a blue square")
+    assert verdict.accepted  # not worse: equal

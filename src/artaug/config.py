@@ -185,7 +185,8 @@ class CriticConfig(Section):
 
     model: str = setting(
         DEFAULT_CRITIC,
-        "hub id or folder of a Qwen-family VLM, an OpenAI-compatible base URL, or a notes file",
+        "hub id or folder of a Qwen-family VLM, an OpenAI-compatible base URL, a notes file, or 'world' (the closed "
+        "world's detector, for world paintings)",
         flag="critic",
         check=_model_spec,
     )
@@ -264,6 +265,12 @@ class JudgeConfig(Section):
     alignment_epsilon: float = setting(
         1.0, "largest alignment drop (CLIPScore points, 0-100) a revision may have and be accepted", min=0.0, max=100.0
     )
+    world: bool = setting(
+        False, "score with the closed world's metric (artaug.world): the share of the prompt's requirements met"
+    )
+    world_epsilon: float = setting(
+        0.0, "largest world-metric drop (0-1) a revision may have and still be accepted", min=0.0, max=1.0
+    )
     pairwise: bool = setting(False, "ask the critic VLM which image is better, in both orders (2 calls)")
     pairwise_threshold: float = setting(
         0.5, "accept only if the pairwise preference for the revision is above this (0.5 = a tie)", min=0.0, max=0.99
@@ -286,9 +293,9 @@ class LoopConfig(Section):
         choices=REGIONAL_MODES,
     )
     strength: float = setting(
-        0.4,
-        "fraction of the schedule a revision re-runs from the current best painting; 1.0 re-denoises from the "
-        "seed's noise as published ArtAug did",
+        1.0,  # `artaug world bench`: at 0.4 a revision carried out 4% of the critic's edits, at 1.0 35% (README)
+        "fraction of the schedule a revision re-runs from the current best painting; 1.0 (as published ArtAug) "
+        "re-denoises from the seed's noise; lower is cheaper but keeps the layout an edit may need to change",
         above=0.0,
         max=1.0,
     )

@@ -11,7 +11,7 @@ import errno
 import sys
 
 from artaug import __version__
-from artaug.cli import critique, demo, eval, paint, replay, studio, synth, tiny, train
+from artaug.cli import critique, demo, eval, paint, replay, studio, synth, tiny, train, world
 from artaug.cli.options import ArgumentParser
 
 # Errors that mean "the input was wrong" (exit 2); anything else is a failure of the work itself (exit 1).
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each command module exposes ``register(subparsers)``; listed here so the wiring reads in one place.
-    for module in (paint, critique, replay, demo, synth, train, eval, tiny, studio):
+    for module in (paint, critique, replay, demo, synth, train, eval, tiny, studio, world):
         module.register(subparsers)
     for command in subparsers.choices.values():
         for sub in _subparsers(command):

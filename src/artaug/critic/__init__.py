@@ -7,7 +7,8 @@
 - ``RemoteCritic(base_url, model)``: any OpenAI-compatible endpoint (``remote.py``, which lists vLLM, SGLang,
   LMDeploy, DashScope and OpenAI examples);
 - ``RecordedCritic(answers)``: answers written in advance by a person or saved from a VLM (``recorded.py``);
-- ``load_critic(spec)``: a URL gives a ``RemoteCritic``, a file a ``RecordedCritic``, anything else a ``LocalCritic``;
+- ``load_critic(spec)``: a URL gives a ``RemoteCritic``, a file a ``RecordedCritic``, ``"world"`` the closed world's
+  detector (``artaug.world.critic.WorldCritic``, for world paintings only), anything else a ``LocalCritic``;
   ``critic_from_config(CriticConfig)`` does the same for a ``[critic]`` section (the one way commands build critics);
 - ``CachedCritic(critic, folder)``: the same methods, answered from an on-disk cache when possible (``cache.py``);
 - ``draw_critique(image, critique)``: boxes and local prompts drawn on the painting (``draw.py``).
@@ -47,6 +48,7 @@ __all__ = [
     "draw_critique",
     "image_hash",
     "is_url",
+    "is_weightless",
     "load_critic",
     "load_template",
     "parse_critique",
@@ -57,10 +59,24 @@ def is_url(spec: str) -> bool:
     return str(spec).startswith(("http://", "https://"))
 
 
+WORLD = "world"  # the critic spec of the closed world's detector (a folder of that name is spelled ``./world``)
+
+
+def is_weightless(spec: str) -> bool:
+    """Whether a critic spec loads no model weights (an endpoint, notes written in advance, the world's detector),
+    so it can be built, and its errors reported, before the painter loads."""
+    return spec == WORLD or is_url(spec) or Path(spec).is_file()
+
+
 def load_critic(spec: str, **options: Any) -> Critic:
     """A critic from one string: an ``http(s)://`` base URL gives a ``RemoteCritic`` (``model=`` names the served
-    model), an existing file a ``RecordedCritic`` (answers written in advance), anything else (a hub id or a local
-    folder) a ``LocalCritic.from_pretrained``. ``options`` go to those."""
+    model), an existing file a ``RecordedCritic`` (answers written in advance), ``"world"`` the closed world's
+    ``WorldCritic``, anything else (a hub id or a local folder) a ``LocalCritic.from_pretrained``. ``options`` go to
+    those."""
+    if spec == WORLD:
+        from artaug.world.critic import WorldCritic
+
+        return WorldCritic(**{k: v for k, v in options.items() if k == "max_edits"})
     if Path(spec).is_file():
         from artaug.critic.recorded import RecordedCritic
 
@@ -87,7 +103,7 @@ def critic_from_config(config: CriticConfig) -> Critic:
             max_retries=config.max_retries,
             max_new_tokens=config.max_new_tokens,
         )
-    elif not Path(config.model).is_file():
+    elif config.model != WORLD and not Path(config.model).is_file():
         options.update(
             dtype=config.dtype, device=config.device, max_new_tokens=config.max_new_tokens, park=config.park
         )

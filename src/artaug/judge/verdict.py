@@ -75,6 +75,10 @@ class Judge:
             )
         if config.alignment:
             scorers.append(ClipAlignmentScorer(clip(config.alignment_clip)))
+        if config.world:
+            from artaug.world.metric import WorldScorer
+
+            scorers.append(WorldScorer(partial=True))
         pairwise = None
         if config.pairwise:
             if critic is None:
@@ -151,7 +155,11 @@ class Judge:
 
     def epsilon(self, name: str) -> float:
         """How much lower a revision may score on ``name`` and still be accepted (0 for scorers without one)."""
-        epsilons = {"aesthetic": self.config.aesthetic_epsilon, "alignment": self.config.alignment_epsilon}
+        epsilons = {
+            "aesthetic": self.config.aesthetic_epsilon,
+            "alignment": self.config.alignment_epsilon,
+            "world": self.config.world_epsilon,
+        }
         return epsilons.get(name, 0.0)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from artaug.config import Config
@@ -19,15 +18,15 @@ class Components:
 
     @classmethod
     def load(cls, config: Config, *, with_critic: bool = True) -> Components:
-        """Load what ``config`` names. Critics without weights (an endpoint, notes written in advance) are built
+        """Load what ``config`` names. Critics without weights (an endpoint, notes, the world's detector) are built
         first, so a bad URL or notes file is reported before the painter's gigabytes load."""
-        from artaug.critic import critic_from_config, is_url
+        from artaug.critic import critic_from_config, is_weightless
         from artaug.judge import Judge
         from artaug.painter import painter_class
 
         family = painter_class(config.painter.model)  # an unknown model is an error before anything loads
         wanted = with_critic and config.loop.rounds > 0
-        weightless = is_url(config.critic.model) or Path(config.critic.model).is_file()
+        weightless = is_weightless(config.critic.model)
         critic = critic_from_config(config.critic) if wanted and weightless else None
         painter = family.from_config(config.painter)
         if wanted and not weightless:

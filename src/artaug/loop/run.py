@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from artaug.config import Config, LoopConfig, PainterConfig
 from artaug.loop.fixes import choose_fix
-from artaug.types import Cost, Critique, Edit, Painting, PaintRequest, Round, Trail
+from artaug.types import MAX_EDITS, Box, Cost, Critique, Edit, Painting, PaintRequest, Round, Trail
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -190,6 +190,8 @@ def run(
         kind, why = choose_fix(critique, loop)
         record.fix = {"kind": kind, "reason": why}
         if kind == "edit":
+            # An instruction edit starts from the best painting itself: earlier rounds' edits are already in it.
+            record.request = record.request.replace(edits=record.request.edits[: len(critique.edits)])
             revision, details = painter.edit(record.request, best, loop.edit_seam, progress=_stepper(emit, index))
             record.fix.update(details)
         else:
@@ -265,8 +267,15 @@ def first_request(prompt: str, painter: PainterConfig, seed: int) -> PaintReques
 
 
 def revision_request(base: PaintRequest, critique: Critique, loop: LoopConfig) -> PaintRequest:
-    """Same seed and size as ``base``; the critique's edits (and rewritten global prompt) painted regionally."""
+    """Same seed and size as ``base``; the critique's edits (and rewritten global prompt) painted regionally.
+
+    ``base`` is the best painting's request, so its edits are the ones accepted in earlier rounds. They are carried
+    into the revision, except where a new edit covers most of an old one's box (the critic's newer word on that
+    region wins): a revision re-denoises from the seed (all of it at ``strength`` 1.0), and without them an accepted
+    fix would be painted over by the next round (measured in the closed world: ``artaug world bench``)."""
     edits = tuple(Edit(e.box, e.prompt, e.reason, e.label, loop.edit_weight) for e in critique.edits)
+    carried = tuple(old for old in base.edits if not any(_covers(new.box, old.box) for new in edits))
+    edits = (edits + carried)[:MAX_EDITS]
     prompt = critique.global_prompt if (loop.use_global_prompt and critique.global_prompt) else base.prompt
     return replace(
         base,
@@ -277,6 +286,13 @@ def revision_request(base: PaintRequest, critique: Critique, loop: LoopConfig) -
         blur_sigma=loop.blur_sigma,
         region_max_sequence_length=loop.region_max_sequence_length,
     )
+
+
+def _covers(new: Box, old: Box) -> bool:
+    """Whether ``new`` covers at least half of ``old``'s area."""
+    width = min(new.x1, old.x1) - max(new.x0, old.x0)
+    height = min(new.y1, old.y1) - max(new.y0, old.y0)
+    return width > 0 and height > 0 and width * height >= 0.5 * old.area
 
 
 def _critique(critic: Critic | None, image: Image.Image, prompt: str) -> Critique:

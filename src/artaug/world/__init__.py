@@ -29,4 +29,20 @@ def world_painter_path() -> Path:
     return MODEL_DIR
 
 
-__all__ = ["MODEL_DIR", "world_painter_path"]
+# The world's painter at the size and sequence lengths it was trained for, with the world's detector as the critic.
+WORLD_SETTINGS = {
+    "painter.height": 128,
+    "painter.width": 128,
+    "painter.num_inference_steps": 20,
+    "painter.max_sequence_length": 16,
+    "loop.region_max_sequence_length": 16,
+    "critic.model": "world",
+}
+
+
+def world_overrides() -> dict[str, object]:
+    """Config overrides that paint with the committed world painter and critique with the world's detector."""
+    return {**WORLD_SETTINGS, "painter.model": str(world_painter_path())}
+
+
+__all__ = ["MODEL_DIR", "WORLD_SETTINGS", "world_overrides", "world_painter_path"]
