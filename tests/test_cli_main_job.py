@@ -71,7 +71,14 @@ def test_demo_runs_offline(tmp_path, capsys):
     assert [len(r["critique"]["edits"]) for r in notes["rounds"]] == [2]
     assert notes["rounds"][0]["request"]["edits"][0]["prompt"].startswith("a low golden sun")
     assert notes["provenance"]["template_version"].startswith("recorded@")
-    assert "run_notes/" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "run_notes/" in out
+    # The closed world: the trained painter's first painting has a square where a triangle belongs; the world critic
+    # asks for the triangle by box, and the repaint paints it (a fixed seed of the committed painter).
+    world = json.loads((demo / "world_run" / "trail.json").read_text())
+    assert [e["prompt"] for e in world["rounds"][0]["critique"]["edits"]] == ["a triangle at the bottom"]
+    assert world["rounds"][0]["accepted"]
+    assert "world metric, first painting: wrong" in out and "world metric, final painting: correct" in out
 
 
 def test_an_existing_run_is_never_silently_overwritten(tiny_painter_dir, tmp_path, capsys):
