@@ -76,17 +76,18 @@ def test_replay_run_reproduces_the_run_and_flags_a_changed_image(run_folder, tmp
 
 def test_bench_loop_measures_two_accepted_rounds_of_four_edits(tmp_path, tiny_painter_dir):
     # The loop benchmark (bench/bench_loop.py) at toy size: it exits 1 unless every run had its two accepted rounds
-    # of 4 edits; passes follow the painter's rules (4 steps, the default strength 1.0 runs all 4, blend 1 + 4 per
-    # step, so blend at the default strength is the published setting).
+    # of 4 edits; passes follow the painter's rules (4 steps, the default strength 1.0 runs all 4; blend 1 + N per
+    # step, N = 4 in round 1 and 8 in round 2, which carries round 1's edits; blend at the default strength is the
+    # published setting).
     script = EXAMPLES.parent / "bench" / "bench_loop.py"
     process = subprocess.run(
         [sys.executable, str(script), "--size", "64", "--steps", "4"], capture_output=True, text=True, timeout=300
     )
     stdout = ok(process)
-    assert "published: 11.00x one plain generation in transformer passes" in stdout
+    assert "published: 15.00x one plain generation in transformer passes" in stdout
     assert "default: 3.00x one plain generation in transformer passes" in stdout
     blend = next(line.split() for line in stdout.splitlines() if line.startswith("blend "))
-    assert blend[3:5] == ["44", "11.00"] and blend[-2:] == ["[True,", "True]"]
+    assert blend[3:5] == ["60", "15.00"] and blend[-2:] == ["[True,", "True]"]
 
 
 @pytest.mark.slow
