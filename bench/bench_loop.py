@@ -15,7 +15,8 @@ pixel-identical), and the median of their times is the unit:
 
 The critic is scripted: every round it answers a fixed raw JSON text with exactly 4 edits, parsed by the real
 ``artaug.critic.parse_critique``. A regional repaint also carries the edits accepted in earlier rounds (no box of
-round 2 covers one of round 1), so round 2 paints 8 edits: in blend that is 1 + 8 passes per step. That isolates the painter's cost, which is what the ratio is about (a real VLM adds
+round 2 covers one of round 1), so round 2 paints 8 edits: in blend that is 1 + 8 passes per step. That isolates
+the painter's cost, which is what the ratio is about (a real VLM adds
 its own seconds per round, the same in every config).
 
     python bench/bench_loop.py                    # CPU: narrow random transformer, 512x512, 28 steps, ~2 min
@@ -36,7 +37,8 @@ What is real and what is reduced:
   encoded once per prompt, not per step); 1024x1024; the VAE is the tiny one (decoding is once per painting).
 
 Not a test: it asserts nothing, but it exits 1 when a run did not have the two accepted rounds it is meant to measure.
-Issue 4's targets: published about 11x one plain generation (15x here: round 2 carries round 1's edits), artaug's default <= 2x.
+Issue 4's targets: published about 11x one plain generation (15x here: round 2 carries round 1's edits), artaug's
+default <= 2x.
 """
 
 from __future__ import annotations
@@ -181,7 +183,7 @@ def expected_passes(loop: LoopConfig, steps: int) -> int:
 
 def painted_edits(loop: LoopConfig, index: int) -> int:
     """Edits a round's request paints: its own 4 plus those accepted earlier (a regional repaint carries them; no
-    box of round 2 covers one of round 1), or its own 4 for an instruction edit, which starts from the best painting."""
+    box of round 2 covers one of round 1), or its own 4 for an instruction edit (it starts from the best painting)."""
     return EDITS_PER_ROUND if loop.fix == "edit" else EDITS_PER_ROUND * index
 
 
