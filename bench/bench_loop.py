@@ -16,8 +16,8 @@ pixel-identical), and the median of their times is the unit:
 The critic is scripted: every round it answers a fixed raw JSON text with exactly 4 edits, parsed by the real
 ``artaug.critic.parse_critique``. A regional repaint also carries the edits accepted in earlier rounds (no box of
 round 2 covers one of round 1), so round 2 paints 8 edits: in blend that is 1 + 8 passes per step. That isolates
-the painter's cost, which is what the ratio is about (a real VLM adds
-its own seconds per round, the same in every config).
+the painter's cost, which is what the ratio is about (a real VLM adds its own seconds per round, the same in every
+config).
 
     python bench/bench_loop.py                    # CPU: narrow random transformer, 512x512, 28 steps, ~2 min
     python bench/bench_loop.py --repeats 3        # medians over 3 runs per config (wall time on a shared machine)
