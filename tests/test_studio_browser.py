@@ -83,6 +83,7 @@ def test_paint_critique_draw_repaint_accept_review_in_chromium(studio_url, tmp_p
             page.mouse.move(*point(MOON[2], MOON[3]), steps=5)
             page.mouse.up()
             label = page.locator("#editor input[role=listbox]:visible").first
+            label.wait_for(state="visible", timeout=90_000)  # a loaded 2-core machine can take long to draw it
             label.click()
             label.fill("a pale crescent moon")
             step("03-drawn-box-and-label")
