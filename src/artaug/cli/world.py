@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--no-lora", action="store_true", help="skip pair synthesis and LoRA distillation")
     bench.add_argument(
         "--synth-prompts", type=integer(1, 100_000), default=None,
-        help="synthesis prompts for the LoRA's pairs (default 96 with --quick, else 384)",
+        help="synthesis prompts for the LoRA's pairs (default 800: ~250 kept pairs, ~12 min of synthesis)",
     )  # fmt: skip
     bench.add_argument(
         "--only", default="", help="comma-separated loop rows to run (e.g. published,default); default: the grid"
