@@ -52,7 +52,7 @@ def test_summary_counts_fixed_and_damaged_and_cost():
     assert (summary["fixed"], summary["damaged"]) == (1, 1)
     assert summary["passes_ratio"] == pytest.approx(80 / 60)
     assert summary["edit_success"] == 1.0
-    assert summary["accuracy"] == pytest.approx(2 / 3) and summary["delta"] == pytest.approx(0.0)
+    assert summary["accuracy"] == pytest.approx(0.75) and summary["delta"] == pytest.approx(0.0)  # mean of categories
     assert summary["by_category"] == {"colors": 0.5, "counting": 1.0}
 
 
@@ -88,3 +88,67 @@ def test_the_loop_makes_world_paintings_match_their_prompts_better(quick):
     assert published["delta_ci"][0] > 0, published
     assert published["fixed"] - published["damaged"] >= 8, published
     assert results["loop"]["default"]["delta_ci"][0] > 0, results["loop"]["default"]
+
+
+def test_gate_records_are_train_split_prompts_in_an_equal_mix_with_fixed_seeds():
+    from collections import Counter
+
+    from artaug.world.bench import gate_records
+    from artaug.world.grammar import CATEGORIES, eval_items, parse_prompt, split_of
+
+    records = gate_records(96)
+    assert all(split_of(parse_prompt(r.prompt)) == "train" for r in records)
+    assert not {r.prompt for r in records} & {item.prompt for item in eval_items()}
+    assert set(Counter(r.meta["category"] for r in records).values()) == {96 // len(CATEGORIES)}
+    assert gate_records(96) == records and len({r.id for r in records}) == len({(r.prompt, r.seed) for r in records})
+
+
+def test_bench_without_bootstrap_says_why(quick):
+    _, results = quick
+    assert results["bootstrap"] == {"done": False, "why": "--bootstrap not given"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("margin", [-2.0, 2.0], ids=["always-kept", "always-rolled-back"])
+def test_bootstrap_stage_runs_the_cycle_and_records_a_decision_per_iteration(tmp_path, monkeypatch, margin):
+    """Plumbing only: artaug's bootstrap runs in the world at toy size and its decisions reach the results. The
+    gate's margin forces the decision (the world metric's difference lies in [-1, 1]): every iteration kept (the
+    second trains over the first, the final LoRA is their merge, and the bench paints with it), or the first rolled
+    back (the cycle stops there, no final LoRA)."""
+    from pathlib import Path
+
+    from artaug.config import load_config
+    from artaug.world import bench as bench_module
+    from artaug.world import world_overrides
+    from artaug.world.bench import _bootstrap, bootstrap_stage
+    from artaug.world.grammar import eval_items
+
+    toy = {
+        "synth.filters.revised": False,
+        "synth.filters.min_aesthetic_gain": None,
+        "loop.rounds": 1,
+        "train.steps": 2,
+        "train.batch_size": 2,
+        "bootstrap.min_improvement": margin,
+    }
+    result = bootstrap_stage(tmp_path / "boot", iterations=2, prompts=4, gate_prompts=6, log=lambda line: None, **toy)
+    state = json.loads((tmp_path / "boot" / "bootstrap.json").read_text())
+    assert result["done"] and result["gate_prompts"] == 6 and result["gate_split"] == "train" and result["stopped"]
+    kept = margin < 0
+    assert len(result["iterations"]) == len(state["iterations"]) == (2 if kept else 1)
+    for it, saved in zip(result["iterations"], state["iterations"], strict=True):
+        assert it["kept"] is saved["accepted"] is kept
+        assert it["pairs"] == it["kept_pairs"] == 4
+        low, high = it["gate"]["interval"]
+        assert low <= it["gate"]["difference"] <= high
+        assert it["seconds"] is None or it["seconds"] >= 0
+    if not kept:
+        assert result["final_lora"] is None and "did not improve" in result["stopped"]
+        return
+    assert result["final_lora"] and (tmp_path / "boot" / "final").is_dir()
+    # The bench's use of it: the held-out rows painted with the final LoRA fused (here 2 items, stage stubbed).
+    monkeypatch.setattr(bench_module, "bootstrap_stage", lambda *args, **kwargs: result)
+    config = load_config(presets=world_overrides())
+    made, rows = _bootstrap(tmp_path / "bench", config, eval_items(quick=True)[:2], 1, lambda line: None)
+    assert made is result and len(rows) == 2
+    assert all({"first", "default"} <= set(row) and Path(row["first"]["path"]).is_file() for row in rows)

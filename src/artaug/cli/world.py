@@ -2,6 +2,7 @@
 
     artaug world bench --quick --out runs/world-bench    # loop and LoRA vs one pass, 48 held-out prompts
     artaug world bench --out runs/world-bench-full       # 261 held-out prompts
+    artaug world bench --quick --bootstrap --out DIR     # + two self-bootstrap iterations (~2 x 15 min more)
     artaug world build DIR                               # retrain the world painter (the committed one is built)
 
 Paint in the world with any command: ``artaug paint --painter <world painter> --critic world ...``; the world's
@@ -36,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--only", default="", help="comma-separated loop rows to run (e.g. published,default); default: the grid"
     )
+    bench.add_argument(
+        "--bootstrap", action="store_true",
+        help="also run artaug's self-bootstrap (2 iterations of synth -> LoRA -> held-out gate on train-split "
+        "prompts) and, if an iteration is kept, the held-out rows with its LoRA (~2 x 15 min on 2 cores)",
+    )  # fmt: skip
     bench.add_argument("--painter", default=None, help="a world painter folder (default: the committed one)")
     bench.add_argument("--overwrite", action="store_true", help="write into --out even if it holds results")
     bench.set_defaults(func=run_bench)
@@ -55,18 +61,32 @@ def run_bench(args: argparse.Namespace) -> int:
 
     results = bench(args.out, quick=args.quick, rounds=args.rounds, lora=not args.no_lora,
                     synth_prompts=args.synth_prompts, painter_path=args.painter,
-                    only=tuple(n for n in args.only.split(",") if n))  # fmt: skip
+                    only=tuple(n for n in args.only.split(",") if n), bootstrap=args.bootstrap)  # fmt: skip
     print(f"\n{'condition':24s} {'accuracy':>8s}  {'delta [95% CI]':>24s}  {'cost':>6s}  edit success")
     rows = [("one pass", results["one_pass"])] + [(f"loop {k}", v) for k, v in results["loop"].items()]
     if "accuracy" in results["lora"]:
         rows += [("LoRA one pass", results["lora"]), ("LoRA + loop", results["lora"]["with_loop"])]
+    boot = results["bootstrap"]
+    if "one_pass" in boot:
+        rows += [("bootstrap one pass", boot["one_pass"]), ("bootstrap + loop", boot["with_loop"])]
     for name, s in rows:
         ci = s.get("delta_ci")
         delta = f"{s['delta']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
         success = "" if s.get("edit_success") is None else f"{s['edit_success']:.2f}"
         print(f"{name:24s} {s['accuracy']:8.3f}  {delta:>24s}  {s.get('passes_ratio', 1.0):5.2f}x  {success}")
+    if boot.get("done"):
+        for it in boot["iterations"]:
+            low, high = it["gate"]["interval"]
+            print(f"bootstrap iteration {it['index']}: {it['kept_pairs']} kept pairs, gate world difference "
+                  f"{_num(it['gate']['difference'])} [{_num(low)}, {_num(high)}]: "
+                  f"{'kept' if it['kept'] else 'rolled back'}")  # fmt: skip
+        print(f"bootstrap: {boot['stopped']}; final LoRA: {boot['final_lora'] or 'none'}")
     print(f"\nwrote {args.out}/results.json, paintings.jsonl, report.html ({results['settings']['seconds']:.0f} s)")
     return 0
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
 
 
 def run_build(args: argparse.Namespace) -> int:

@@ -14,7 +14,10 @@ any choice of settings) it measures:
    painter's, not a selection by the measure; the one row whose judge also sees the world metric is named
    ``*+world_judge``. Cost is transformer passes relative to one painting;
 3. ``lora``: pairs synthesised on the *synth* prompts, distilled into a LoRA (``artaug.world.distill``), then one pass
-   with the LoRA (cost 1.0x) and the LoRA with the default loop.
+   with the LoRA (cost 1.0x) and the LoRA with the default loop;
+4. ``bootstrap`` (``--bootstrap``, off by default): ``bootstrap_stage``, artaug's own self-bootstrap cycle
+   (``artaug.train.bootstrap``) in the world, its held-out gate on *train*-split prompts (never these); if an
+   iteration was kept, one pass and the default loop with the final bootstrap LoRA fused.
 
 Each row has its accuracy per category, the 95% paired-bootstrap interval of its difference from one pass
 (``delta_ci``), how many prompts it fixed and damaged, and *edit success*: after a round, does each box hold what its
@@ -26,6 +29,7 @@ line per painting) and ``report.html`` (tables, an accuracy-vs-cost plot, image 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -43,12 +47,13 @@ from artaug.files import atomic_write
 from artaug.judge import Judge
 from artaug.loop.run import run as run_loop
 from artaug.painter import FluxPainter
+from artaug.synth.prompts import PromptRecord
 from artaug.types import Edit, PaintRequest
 from artaug.world import world_overrides
 from artaug.world.build import MAX_SEQUENCE_LENGTH
 from artaug.world.critic import WorldCritic
 from artaug.world.detect import Detection, detect
-from artaug.world.grammar import EMPTY_PROMPT, EvalItem, eval_items, parse_prompt
+from artaug.world.grammar import CATEGORIES, EMPTY_PROMPT, EvalItem, eval_items, parse_prompt, split_prompts
 from artaug.world.metric import accuracy_by_category, check, matches
 from artaug.world.scenes import SIZE
 
@@ -201,7 +206,7 @@ def summarise(rows: list[dict], name: str, baseline: str = "first") -> dict[str,
     first_passes = sum(r["first"]["passes"] for r in rows)
     edits = sum(r[name].get("edits", 0) for r in rows)
     summary |= {
-        "delta": summary["accuracy"] - sum(before) / len(rows),
+        "delta": (sum(correct) - sum(before)) / len(rows),  # per prompt, as the interval (accuracy is per category)
         "delta_ci": paired_bootstrap(before, correct),
         "passes_ratio": (first_passes + sum(r[name].get("passes", 0) for r in rows)) / first_passes,
         "edit_success": sum(r[name].get("carried_out", 0) for r in rows) / edits if edits else None,
@@ -232,9 +237,11 @@ def bench(
     painter_path: str | None = None,
     only: tuple[str, ...] = (),
     log: Log = print,
+    bootstrap: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark into ``out_dir`` (see the module docstring); returns what ``results.json`` holds. ``only``
-    names the loop rows to run (default: the whole grid)."""
+    names the loop rows to run (default: the whole grid); ``bootstrap`` adds the self-bootstrap stage (~2 x 15 min on
+    2 cores)."""
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -273,10 +280,16 @@ def bench(
         paintings += _painting_lines(rows, ["lora", "lora+loop"])
     else:
         results["lora"] = {"skipped": "--no-lora"}
-    results["bootstrap"] = {
-        "done": False,
-        "why": "two bootstrap iterations with the held-out gate are not part of this bench yet (see the README)",
-    }
+    if bootstrap:
+        results["bootstrap"], boot_rows = _bootstrap(out, config, items, rounds, log)
+        if boot_rows is not None:
+            for row, boot_row in zip(rows, boot_rows, strict=True):
+                row["boot"], row["boot+loop"] = boot_row["first"], boot_row["default"]
+            results["bootstrap"]["one_pass"] = summarise(rows, "boot") | {"passes_ratio": 1.0}
+            results["bootstrap"]["with_loop"] = summarise(rows, "boot+loop")
+            paintings += _painting_lines(rows, ["boot", "boot+loop"])
+    else:
+        results["bootstrap"] = {"done": False, "why": "--bootstrap not given"}
     results["settings"] = {
         "painter": str(config.painter.model),
         "quick": quick,
@@ -304,6 +317,133 @@ def _lora(out: Path, config: Config, items, rounds: int, synth_prompts: int | No
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in made.items()}, rows
 
 
+def _bootstrap(out: Path, config: Config, items, rounds: int, log: Log):
+    """``bootstrap_stage`` into ``out/bootstrap_run``; with a kept LoRA, the held-out rows painted with it fused (one
+    pass and the default loop, as ``_lora`` does); otherwise no rows."""
+    made = bootstrap_stage(out / "bootstrap_run", log=log, **{"painter.model": str(config.painter.model)})
+    if not made["final_lora"]:
+        return made, None
+    boot_config = config.updated({"painter.lora": made["final_lora"]})
+    painter = FluxPainter.from_config(boot_config.painter)
+    default = Condition("default", config.loop.regional, config.loop.strength)
+    rows = evaluate(painter, items, (default,), boot_config, out, rounds=rounds, tag="boot-", log=log)
+    return made, rows
+
+
+# ----------------------------------------------------------------------------------------- the self-bootstrap stage
+
+BOOTSTRAP_ITERATIONS = 2
+BOOTSTRAP_PROMPTS = 800
+GATE_PROMPTS = 96
+
+
+def gate_records(count: int = GATE_PROMPTS, seed: int = 0) -> list[PromptRecord]:
+    """The bootstrap gate's held-out prompts: ``count`` prompts of the *train* split (never eval: the bench measures
+    on eval; never synth: the pairs are made there), the categories in turn, each category's train prompts in their
+    fixed hash order and cycled; ids and seeds from (seed, position, prompt), so a repeated prompt gets a new seed."""
+    if count < 1:
+        raise ValueError(f"the gate needs at least one prompt, got {count}")
+    records = []
+    for i in range(count):
+        category = CATEGORIES[i % len(CATEGORIES)]
+        prompts = split_prompts(category, "train")
+        prompt = prompts[(i // len(CATEGORIES)) % len(prompts)]
+        digest = hashlib.sha256(f"world-gate:{seed}:{i}:{prompt}".encode()).hexdigest()
+        records.append(
+            PromptRecord(
+                id=f"g{i:05d}-{digest[:8]}",
+                prompt=prompt,
+                seed=int(digest[8:16], 16) & 0x7FFFFFFF,
+                meta={"category": category},
+            )
+        )
+    return records
+
+
+def bootstrap_stage(
+    out_dir: Path,
+    *,
+    iterations: int = BOOTSTRAP_ITERATIONS,
+    prompts: int = BOOTSTRAP_PROMPTS,
+    gate_prompts: int = GATE_PROMPTS,
+    log: Log = print,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """artaug's self-bootstrap (``artaug.train.bootstrap.bootstrap``) in the world, into ``out_dir`` (resumable).
+
+    Config: ``distill_config`` (the LoRA stage's synthesis and training settings) with ``bootstrap.iterations``,
+    ``bootstrap.score = "world"`` and ``eval.metrics = ("world",)``; ``overrides`` are dotted config keys and win
+    (``**{"train.steps": 2}``). Every iteration synthesises pairs on the same ``prompts`` synth-split records (same
+    ids and seeds; only the painter differs, as it holds the LoRAs kept so far), trains a differential LoRA and keeps
+    it only if the gate on ``gate_prompts`` train-split prompts (``gate_records``) says the world metric rose; the
+    cycle stops at the first rollback.
+
+    Returns, for ``results.json``: per iteration whether it was kept, the gate's paired difference of the world metric
+    with its interval, pair counts (committed and kept) and seconds (from the evaluation files' times: previous
+    gate's end to this gate's end); ``final_lora`` (the merged kept LoRAs, or None).
+    """
+    from artaug.synth.store import read_pairs
+    from artaug.train.bootstrap import bootstrap
+    from artaug.world.distill import distill_config, prompt_records, synthesis_prompts
+
+    out_dir = Path(out_dir)
+    config = distill_config(
+        {"bootstrap.iterations": iterations, "bootstrap.score": "world", "eval.metrics": ("world",), **overrides}
+    )
+    records = prompt_records(synthesis_prompts(prompts))
+    heldout = gate_records(gate_prompts)
+    log(f"bootstrap: up to {iterations} iterations, {len(records)} synth prompts each, gate on {len(heldout)} "
+        "train-split prompts (world metric)")  # fmt: skip
+    started = time.perf_counter()
+    made = bootstrap(records, heldout, config, out_dir)
+    seconds = time.perf_counter() - started
+
+    def finished(folder: Path) -> float | None:
+        summary = folder / "summary.json"
+        return summary.stat().st_mtime if summary.is_file() else None
+
+    previous = finished(out_dir / "heldout-0")
+    result_iterations = []
+    for it in made.iterations:
+        folder = out_dir / f"iteration-{it['index']}"
+        gate = it.get("eval", {}).get("world", {})
+        difference = gate.get("difference", {})
+        end = finished(folder / "heldout")
+        result_iterations.append({
+            "index": it["index"],
+            "kept": bool(it["accepted"]),
+            "pairs": len(read_pairs(folder / "pairs")),
+            "kept_pairs": it["pairs"],
+            "gate": {
+                "reference": gate.get("reference"),
+                "candidate": gate.get("candidate"),
+                "difference": difference.get("mean"),
+                "interval": [difference.get("low"), difference.get("high")],
+                "win_rate": gate.get("win_rate"),
+            },
+            "reasons": it.get("reasons", []),
+            "lora": it.get("lora"),
+            "seconds": round(end - previous, 1) if end is not None and previous is not None else None,
+        })  # fmt: skip
+        previous = end
+        log(f"bootstrap iteration {it['index']}: {it['pairs']} kept pairs, world {gate.get('reference')} -> "
+            f"{gate.get('candidate')}, {'kept' if it['accepted'] else 'rolled back'}")  # fmt: skip
+    log(f"bootstrap: {made.stopped}; final LoRA: {made.final or 'none'} ({seconds:.0f} s)")
+    return {
+        "done": True,
+        "iterations": result_iterations,
+        "baseline": made.baseline,
+        "stopped": made.stopped,
+        "final_lora": str(made.final) if made.final else None,
+        "folder": str(out_dir),
+        "synth_prompts": len(records),
+        "gate_prompts": len(heldout),
+        "gate_split": "train",
+        "score": config.bootstrap.score,
+        "seconds": round(seconds, 1),
+    }
+
+
 def _painting_lines(rows: list[dict], names: list[str]) -> list[dict]:
     return [
         {
@@ -325,12 +465,19 @@ def _painting_lines(rows: list[dict], names: list[str]) -> list[dict]:
 def report(results: dict[str, Any], rows: list[dict], out: Path, grid_prompts: int = 48) -> str:
     """One self-contained HTML page: the table, an accuracy-vs-cost plot and a prompt x condition grid."""
     names = ["first", *results["loop"], *(["lora", "lora+loop"] if "accuracy" in results["lora"] else [])]
+    boot = results.get("bootstrap", {})
+    names += ["boot", "boot+loop"] if "one_pass" in boot else []
     table = [_table_row("one pass", results["one_pass"])]
     table += [_table_row(f"loop: {name}", summary) for name, summary in results["loop"].items()]
     if "accuracy" in results["lora"]:
         table += [
             _table_row("LoRA, one pass", results["lora"]),
             _table_row("LoRA + loop", results["lora"]["with_loop"]),
+        ]
+    if "one_pass" in boot:
+        table += [
+            _table_row("bootstrap LoRA, one pass", boot["one_pass"]),
+            _table_row("bootstrap LoRA + loop", boot["with_loop"]),
         ]
     points = [("one pass", 1.0, results["one_pass"]["accuracy"])]
     points += [(name, s["passes_ratio"], s["accuracy"]) for name, s in results["loop"].items()]
@@ -339,6 +486,9 @@ def report(results: dict[str, Any], rows: list[dict], out: Path, grid_prompts: i
         points += [
             ("LoRA+loop", results["lora"]["with_loop"]["passes_ratio"], results["lora"]["with_loop"]["accuracy"])
         ]
+    if "one_pass" in boot:
+        points += [("bootstrap", 1.0, boot["one_pass"]["accuracy"])]
+        points += [("bootstrap+loop", boot["with_loop"]["passes_ratio"], boot["with_loop"]["accuracy"])]
     header = "".join(f"<th>{html.escape(n)}</th>" for n in names)
     cells = []
     for row in rows[:grid_prompts]:
