@@ -44,7 +44,8 @@ def tiny_components(tiny_painter_dir: Path, tiny_clip_dir: Path) -> SimpleNamesp
 
 @pytest.mark.parametrize("all_rounds", [False, True])
 def test_process_prompt_pairs_first_and_accepted_rounds(tiny_components: SimpleNamespace, all_rounds: bool) -> None:
-    config = load_config(None, {**TINY, "loop.rounds": 2, "synth.all_rounds": all_rounds})
+    # strength 0.4: each round revises the previous painting (at 1.0 an identical second critique repaints the same)
+    config = load_config(None, {**TINY, "loop.rounds": 2, "loop.strength": 0.4, "synth.all_rounds": all_rounds})
     components = SynthComponents(tiny_components, ssim)
     result = process_prompt(PromptRecord("fox", "a red fox in the snow", 5), components, config)
     assert result.error is None, result.error
