@@ -134,6 +134,7 @@ def test_bootstrap_stage_runs_the_cycle_and_records_a_decision_per_iteration(tmp
     result = bootstrap_stage(tmp_path / "boot", iterations=2, prompts=4, gate_prompts=6, log=lambda line: None, **toy)
     state = json.loads((tmp_path / "boot" / "bootstrap.json").read_text())
     assert result["done"] and result["gate_prompts"] == 6 and result["gate_split"] == "train" and result["stopped"]
+    assert result["score"] == "world (partial)"
     kept = margin < 0
     assert len(result["iterations"]) == len(state["iterations"]) == (2 if kept else 1)
     for it, saved in zip(result["iterations"], state["iterations"], strict=True):
@@ -141,6 +142,9 @@ def test_bootstrap_stage_runs_the_cycle_and_records_a_decision_per_iteration(tmp
         assert it["pairs"] == it["kept_pairs"] == 4
         low, high = it["gate"]["interval"]
         assert low <= it["gate"]["difference"] <= high
+        # The gate scores the share of requirements met; the all-or-nothing accuracy of the same paintings beside it.
+        for side in ("reference", "candidate"):
+            assert 0.0 <= it["gate"]["accuracy"][side] <= 1.0
         assert it["seconds"] is None or it["seconds"] >= 0
     if not kept:
         assert result["final_lora"] is None and "did not improve" in result["stopped"]

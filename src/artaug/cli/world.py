@@ -77,8 +77,10 @@ def run_bench(args: argparse.Namespace) -> int:
     if boot.get("done"):
         for it in boot["iterations"]:
             low, high = it["gate"]["interval"]
-            print(f"bootstrap iteration {it['index']}: {it['kept_pairs']} kept pairs, gate world difference "
-                  f"{_num(it['gate']['difference'])} [{_num(low)}, {_num(high)}]: "
+            acc = it["gate"].get("accuracy", {})
+            print(f"bootstrap iteration {it['index']}: {it['kept_pairs']} kept pairs, gate {boot['score']} difference "
+                  f"{_num(it['gate']['difference'])} [{_num(low)}, {_num(high)}], gate accuracy "
+                  f"{_acc(acc.get('reference'))} -> {_acc(acc.get('candidate'))}: "
                   f"{'kept' if it['kept'] else 'rolled back'}")  # fmt: skip
         print(f"bootstrap: {boot['stopped']}; final LoRA: {boot['final_lora'] or 'none'}")
     print(f"\nwrote {args.out}/results.json, paintings.jsonl, report.html ({results['settings']['seconds']:.0f} s)")
@@ -87,6 +89,10 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:+.3f}"
+
+
+def _acc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def run_build(args: argparse.Namespace) -> int:
