@@ -171,9 +171,12 @@ def test_blend_halves_its_batch_on_out_of_memory(painter, monkeypatch, caplog):
 
 
 def test_attention_mode_equals_stock_pipeline_with_the_joint_mask(painter, pipe, plain):
-    """The installed processors must do exactly what FluxPipeline does with the same sequence and mask."""
+    """The installed processors must do exactly what FluxPipeline does with the same sequence and additive mask
+    (the edits' weights in it: the default 10 and another)."""
     request = BASE.replace(
-        regional="attention", region_max_sequence_length=8, edits=(Edit(LEFT, OTHER), Edit(Box(0.5, 0, 1, 0.5), "x"))
+        regional="attention",
+        region_max_sequence_length=8,
+        edits=(Edit(LEFT, OTHER), Edit(Box(0.5, 0, 1, 0.5), "x", weight=2.5)),
     )
     before = dict(painter.pipe.transformer.attn_processors)
     painter.attention_impl = "mask"  # the reference: the mask handed to the pipeline's own processors
@@ -194,7 +197,7 @@ def test_attention_mode_equals_stock_pipeline_with_the_joint_mask(painter, pipe,
             for e, n in zip(request.edits, lengths, strict=True)
         ]
     masks = regions.token_masks([e.box for e in request.edits], 64, 128)
-    mask = regions.joint_attention_mask(16, lengths, masks)
+    mask = regions.joint_attention_bias(16, lengths, masks, [e.weight for e in request.edits])
     expected = pipe(
         prompt_embeds=torch.cat([embeds, *locals_], dim=1),
         pooled_prompt_embeds=pooled,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from diffusers import FluxPipeline
@@ -182,14 +184,64 @@ def test_attention_groups_partition_queries_and_rebuild_the_mask():
     groups = regions.attention_groups(mask)
     rebuilt = torch.zeros_like(mask)
     seen = torch.zeros(mask.shape[0], dtype=torch.long)
-    for rows, cols in groups:
+    for rows, cols, bias in groups:
         seen[rows] += 1
         rebuilt[rows[:, None], cols[None, :]] = True
+        assert bias is None  # no weights given
     assert torch.equal(seen, torch.ones_like(seen))  # every query in exactly one group
     assert torch.equal(rebuilt, mask)
     # Region texts (2 groups), image outside boxes / in box 1 only / in box 2 only, and the base text together with
     # the image token in both boxes (both may attend to everything).
     assert len(groups) == 6
+
+
+def test_attention_groups_with_weights_rebuild_the_additive_mask():
+    """With weights, the image token in both boxes (its region-text keys weighted) no longer shares a group with the
+    base text (unweighted), and each group's key bias rebuilds the additive mask exactly."""
+    masks = regions.token_masks([Box(0, 0, 0.5, 0.5), Box(0.25, 0.25, 1.0, 0.75)], 64, 64)
+    bias = regions.joint_attention_bias(4, [3, 2], masks, [10.0, 0.5])
+    allowed = regions.joint_attention_mask(4, [3, 2], masks)
+    groups = regions.attention_groups(allowed, bias)
+    rebuilt = torch.full_like(bias, float("-inf"))
+    for rows, cols, key_bias in groups:
+        rebuilt[rows[:, None], cols[None, :]] = 0.0 if key_bias is None else key_bias[None, :]
+    assert torch.equal(rebuilt, bias) and len(groups) == 7
+
+
+def test_joint_attention_bias_weighs_only_image_queries_on_their_regions_text():
+    masks = regions.token_masks([Box(0, 0, 0.5, 0.5), Box(0.5, 0.5, 1.0, 1.0)], 64, 64)
+    text_len, lens = 4, [3, 2]
+    allowed = regions.joint_attention_mask(text_len, lens, masks)
+    bias = regions.joint_attention_bias(text_len, lens, masks, [10.0, 2.0])
+    assert torch.equal(torch.isfinite(bias), allowed)  # -inf exactly where the boolean mask forbids
+    image = slice(text_len + 5, None)
+    inside_1, inside_2 = masks[0] > 0, masks[1] > 0
+    assert torch.allclose(bias[image, 4:7][inside_1], torch.tensor(math.log(10.0)))
+    assert torch.allclose(bias[image, 7:9][inside_2], torch.tensor(math.log(2.0)))
+    finite = torch.where(allowed, bias, 0.0)
+    finite[image, 4:9] = 0.0
+    assert not finite.any()  # base-text and region-text queries, and image<->image and base text, unweighted
+    # Weight 1 everywhere is the boolean mask as an additive one.
+    ones = regions.joint_attention_bias(text_len, lens, masks, [1.0, 1.0])
+    assert torch.equal(ones, torch.zeros_like(ones).masked_fill(~allowed, float("-inf")))
+    with pytest.raises(ValueError, match="one weight per region"):
+        regions.joint_attention_bias(text_len, lens, masks, [1.0])
+
+
+@pytest.mark.parametrize("pad_to", [None, 9])
+def test_regional_layout_bias_is_the_joint_attention_bias(pad_to):
+    masks = regions.token_masks([Box(0, 0, 0.5, 0.5), Box(0.25, 0.25, 1.0, 0.75)], 64, 64)
+    layout = regions.regional_layout(4, [3, 2], masks, pad_to=pad_to, weights=[10.0, 0.5])
+    expected = regions.joint_attention_bias(4, [3, 2], masks, [10.0, 0.5])
+    got = layout.bias()
+    if pad_to:  # padding tokens (after the real region text) are seen by nobody and see the base text alone
+        real = list(range(4 + 5)) + list(range(4 + pad_to, got.shape[0]))
+        assert torch.isinf(got[real][:, 9 : 4 + pad_to]).all()
+        got = got[real][:, real]
+    assert torch.equal(got, expected)
+    assert torch.equal(torch.isfinite(layout.bias()), layout.allowed())
+    with pytest.raises(ValueError, match="weight > 0"):
+        regions.regional_layout(4, [3, 2], masks, weights=[1.0, 0.0])
 
 
 def test_attention_groups_need_a_square_boolean_mask():

@@ -300,7 +300,8 @@ class LoopConfig(Section):
         max=1.0,
     )
     edit_weight: float = setting(
-        10.0, "s_i of the blend formula: how strongly each edit's prediction counts in its box (blend mode)",
+        10.0, "s_i: how strongly each edit's local prompt counts in its box (blend: its prediction's weight in the "
+        "partition formula; attention: the factor on the attention its box pays its text)",
         above=0.0, max=1000.0,
     )  # fmt: skip
     blur_sigma: float = setting(

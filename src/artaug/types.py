@@ -85,8 +85,9 @@ class Edit:
     """One revision request: what the region inside ``box`` should become.
 
     ``prompt`` describes the region's desired end state ("warm golden rim light on the couple"), not an instruction
-    ("make it warmer"). ``weight`` is ``s_i`` of the partition formula (blend mode): how strongly this edit's
-    prediction counts inside its box; the ArtAug reference examples used 10.
+    ("make it warmer"). ``weight`` is ``s_i``: how strongly this edit's local prompt counts inside its box against
+    the global one. Blend mode: the partition formula's weight of its prediction; attention mode: the factor on the
+    attention image tokens in the box pay its text. The ArtAug reference examples used 10.
     """
 
     box: Box

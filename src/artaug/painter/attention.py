@@ -1,18 +1,21 @@
 """Attention processors of single-pass regional control (``loop.regional = "attention"``).
 
-Local prompts' text tokens join FLUX's joint attention sequence; a boolean mask (``regions.joint_attention_mask``)
-lets each region's text see only its box's image tokens. Processors are installed on the transformer for one call
-and restored after (``regional_processors``), so the shared model is never left modified. Three implementations
-compute the same attention (``painter.attention_impl``):
+Local prompts' text tokens join FLUX's joint attention sequence; a mask (``regions.joint_attention_bias``) lets each
+region's text see only its box's image tokens, and weighs what an image token in box ``i`` pays region ``i``'s text
+by the edit's weight ``s_i`` (a ``log s_i`` added to those logits). Processors are installed on the transformer for
+one call and restored after (``regional_processors``), so the shared model is never left modified. Three
+implementations compute the same attention (``painter.attention_impl``):
 
 * ``lse`` (default): the base text and image queries attend, *without a mask*, to the base text and image keys in
   one call of the fastest kernel there is (the user's diffusers attention backend when it returns the log-sum-exp,
-  else PyTorch's fused flash / memory-efficient kernels), plus one small masked call to the few region-text keys;
+  else PyTorch's fused flash / memory-efficient kernels), plus one small masked, weighted call to the few
+  region-text keys;
   the two partial softmaxes are merged exactly by their log-sum-exps (the rule FlashAttention itself uses between
   key blocks: ``out = sum_k exp(lse_k - lse) out_k`` with ``lse = logsumexp_k lse_k``). Region-text queries (a few
   dozen tokens) attend in one small masked call. At 4 regions the extra work is a few percent of a plain step.
-* ``grouped``: unmasked calls over groups of queries that share their allowed keys (``regions.attention_groups``).
-* ``mask``: the boolean mask handed to diffusers' own processors: the reference.
+* ``grouped``: unmasked calls over groups of queries that share their allowed keys (``regions.attention_groups``),
+  with the group's key weights as a one-row additive mask where it has any.
+* ``mask``: the additive mask handed to diffusers' own processors: the reference.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from diffusers.models.embeddings import apply_rotary_emb
 
 
 class RegionalAttnProcessor:
-    """Wraps a transformer's own attention processor and hands it the regional mask (``attention_impl="mask"``).
+    """Wraps a transformer's own attention processor and hands it the regional additive mask
+    (``RegionalLayout.bias``, ``attention_impl="mask"``).
 
     Delegating (instead of reimplementing attention) keeps whatever backend the processor was set up with; a mask
     rules out FlashAttention, though, so SDPA falls back to slower kernels.
@@ -40,7 +44,7 @@ class RegionalAttnProcessor:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
         if attention_mask is not None:
             raise ValueError("regional attention cannot be combined with another attention_mask")
-        mask = self.mask.to(hidden_states.device)
+        mask = self.mask.to(hidden_states.device, hidden_states.dtype)
         return self.inner(attn, hidden_states, encoder_hidden_states, mask, image_rotary_emb)
 
 
@@ -96,10 +100,11 @@ def lse_regional_attention(
         return torch.cat([x[:, :, :t], x[:, :, t + r :]], dim=2)
 
     out, lse = attention_with_lse(main(query), main(key), main(value), backend)
-    # 2. The same queries over the region-text keys they may see (a few dozen keys), merged by log-sum-exp.
+    # 2. The same queries over the region-text keys they may see (a few dozen keys), weighted by the edits' weights,
+    #    merged by log-sum-exp.
     if r:
         extra, extra_lse = masked_attention_with_lse(
-            main(query), key[:, :, t : t + r], value[:, :, t : t + r], layout.extra_mask
+            main(query), key[:, :, t : t + r], value[:, :, t : t + r], layout.extra_mask, layout.extra_bias
         )
         out = _merge(out, lse, extra, extra_lse)
     # 3. Region-text queries: their own text, the base text and their box, in one small masked call (every row
@@ -110,13 +115,20 @@ def lse_regional_attention(
 
 
 def grouped_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, groups: list[tuple[torch.Tensor, torch.Tensor]]
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
 ) -> torch.Tensor:
-    """Masked attention as unmasked calls, one per group of queries sharing their allowed keys
-    (``regions.attention_groups``). Every query row belongs to exactly one group."""
+    """Masked attention as calls without a mask, one per group of queries sharing their allowed keys and key
+    weights (``regions.attention_groups``); a group with weights passes them as a one-row additive mask. Every query
+    row belongs to exactly one group."""
     out = torch.empty_like(query)
-    for rows, cols in groups:
-        out[:, :, rows] = F.scaled_dot_product_attention(query[:, :, rows], key[:, :, cols], value[:, :, cols])
+    for rows, cols, bias in groups:
+        mask = None if bias is None else bias.to(query.dtype)[None, :]
+        out[:, :, rows] = F.scaled_dot_product_attention(
+            query[:, :, rows], key[:, :, cols], value[:, :, cols], attn_mask=mask
+        )
     return out
 
 
@@ -193,13 +205,20 @@ def _backend_lse(query, key, value, backend) -> tuple[torch.Tensor, torch.Tensor
 
 
 def masked_attention_with_lse(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, allowed: torch.Tensor
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    allowed: torch.Tensor,
+    bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked attention and its log-sum-exp for few keys: the CPU flash kernel with an additive mask (5x faster than
-    the formula there), the formula elsewhere. A row that may see no key gets output 0 and log-sum-exp -inf."""
+    the formula there), the formula elsewhere. ``bias``: an additive mask (``-inf`` where ``allowed`` is False) with
+    key weights in it; default none. A row that may see no key gets output 0 and log-sum-exp -inf."""
     if query.device.type != "cpu":
-        return _masked_attention(query, key, value, allowed)
-    bias = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device).masked_fill(~allowed, float("-inf"))
+        return _masked_attention(query, key, value, allowed, bias)
+    if bias is None:
+        bias = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device).masked_fill(~allowed, float("-inf"))
+    bias = bias.to(query.dtype)
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, attn_mask=bias)[:2]
     # The kernel reports an empty row as output 0 with log-sum-exp 0; the merge needs -inf there (it adds nothing).
     lse = lse.float().masked_fill(~allowed.any(-1), float("-inf"))
@@ -207,13 +226,20 @@ def masked_attention_with_lse(
 
 
 def _masked_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, allowed: torch.Tensor | None
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    allowed: torch.Tensor | None,
+    bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention by the formula, with its log-sum-exp, in float32: for the small parts (few keys or few queries).
+    ``bias``: key weights as an additive mask, added to the logits.
 
     A query that may see no key at all gets output 0 and log-sum-exp -inf: it adds nothing when merged.
     """
     scores = (query.float() @ key.float().transpose(-1, -2)) * query.shape[-1] ** -0.5
+    if bias is not None:
+        scores = scores + bias.float()
     if allowed is not None:
         scores = scores.masked_fill(~allowed, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1)

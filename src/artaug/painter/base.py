@@ -11,10 +11,11 @@ Regional modes (see ``artaug.painter.regions``):
 
 * ``blend`` -- ArtAug's partition formula: the global prompt and every local prompt are predicted in one batched
   transformer call per step (1 + N sequences) and mixed by their box masks.
-* ``attention`` -- one pass per step: local prompts' text tokens join the joint attention sequence and a boolean mask
+* ``attention`` -- one pass per step: local prompts' text tokens join the joint attention sequence and a mask
   restricts text<->image attention to each box (``painter.attention_impl``: ``lse``, ``grouped`` or ``mask``, the
-  reference). The mask is hard (every token a box touches), so ``blur_sigma`` and ``Edit.weight`` apply to blend
-  mode only.
+  reference). ``Edit.weight`` (``s_i``) multiplies the attention an image token in the box pays its local prompt
+  (``regions.joint_attention_bias``). The mask is hard (every token a box touches), so ``blur_sigma`` applies to
+  blend mode only.
 """
 
 from __future__ import annotations
@@ -291,7 +292,8 @@ class BasePainter(PainterLoading, ABC):
         padding = embeds.new_zeros(1, pad_to - sum(lengths), embeds.shape[2])
         joint = (torch.cat([embeds, *(e[0] for e in encoded), padding], dim=1), *prompt[1:])
         masks = regions.token_masks([e.box for e in request.edits], request.height, request.width)
-        layout = regions.regional_layout(embeds.shape[1], lengths, masks, pad_to=pad_to).to(device)
+        weights = [e.weight for e in request.edits]
+        layout = regions.regional_layout(embeds.shape[1], lengths, masks, pad_to=pad_to, weights=weights).to(device)
         context, kwargs = self._regional_attention(layout)
 
         def predict(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -108,11 +108,11 @@ class FluxPainter(BasePainter):
         Masks and index tensors are built once per request, on the model's device (``layout`` already is)."""
         if self.attention_impl == "lse":
             return lambda inner: LseRegionalAttnProcessor(layout, getattr(inner, "_attention_backend", None))
-        allowed = layout.allowed()
         if self.attention_impl == "mask":
-            return lambda inner: RegionalAttnProcessor(inner, allowed[None, None])
+            bias = layout.bias()
+            return lambda inner: RegionalAttnProcessor(inner, bias[None, None])
         if self.attention_impl == "grouped":
-            shared = GroupedRegionalAttnProcessor(regions.attention_groups(allowed))
+            shared = GroupedRegionalAttnProcessor(regions.attention_groups(layout.allowed(), layout.bias()))
             return lambda inner: shared
         raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
 

@@ -1,10 +1,10 @@
 """Single-pass regional attention for Qwen-Image's double-stream joint attention.
 
 Qwen-Image's blocks attend jointly over ``[text | image]`` like FLUX's double-stream blocks, so regional attention
-is the same: local prompts' text tokens join the text stream after the base prompt's, and a boolean mask
-(``regions.RegionalLayout``) lets each region's text see only its box's image tokens. The three implementations are
-shared with FLUX (``artaug.painter.attention``): ``lse`` (one unmasked call plus small masked ones merged by
-log-sum-exp), ``grouped`` and the masked reference ``mask``.
+is the same: local prompts' text tokens join the text stream after the base prompt's, and a mask
+(``regions.RegionalLayout``) lets each region's text see only its box's image tokens, weighted by the edit's weight.
+The three implementations are shared with FLUX (``artaug.painter.attention``): ``lse`` (one unmasked call plus
+small masked ones merged by log-sum-exp), ``grouped`` and the masked reference ``mask``.
 
 Two things differ from FLUX:
 
@@ -31,19 +31,20 @@ from artaug.painter.regions import RegionalLayout, attention_groups
 @dataclass(frozen=True)
 class QwenRegionalCall:
     """What the processors need for one regional painting, built once per request on the model's device:
-    the layout, each text token's rotary position, and the dense mask (``mask``) or query groups (``grouped``)."""
+    the layout, each text token's rotary position, and the dense additive mask (``mask``) or query groups
+    (``grouped``)."""
 
     impl: str
     layout: RegionalLayout
     text_positions: torch.Tensor  # (T + R,)
-    allowed: torch.Tensor | None = None
-    groups: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    bias: torch.Tensor | None = None
+    groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] | None = None
 
     @classmethod
     def build(cls, impl: str, layout: RegionalLayout) -> QwenRegionalCall:
-        allowed = layout.allowed() if impl in ("mask", "grouped") else None
-        groups = attention_groups(allowed) if impl == "grouped" else None
-        return cls(impl, layout, text_positions(layout), allowed if impl == "mask" else None, groups)
+        bias = layout.bias() if impl in ("mask", "grouped") else None
+        groups = attention_groups(layout.allowed(), bias) if impl == "grouped" else None
+        return cls(impl, layout, text_positions(layout), bias if impl == "mask" else None, groups)
 
 
 def text_positions(layout: RegionalLayout) -> torch.Tensor:
@@ -96,7 +97,7 @@ class QwenRegionalAttnProcessor:
             from diffusers.models.attention_dispatch import dispatch_attention_fn
 
             out = dispatch_attention_fn(
-                query, key, value, attn_mask=regional.allowed[None, None], backend=self._attention_backend
+                query, key, value, attn_mask=regional.bias[None, None].to(query.dtype), backend=self._attention_backend
             )
         return _finish(attn, out, encoder_hidden_states.shape[1], query.dtype)
 

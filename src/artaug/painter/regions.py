@@ -6,7 +6,9 @@ pixels into one token, so one token covers 16x16 image pixels, and the packed se
 
 * ``blend`` is ArtAug's partition formula (the normalised mean of the global and the regional predictions).
 * ``joint_attention_mask`` is the single-pass alternative: region prompts' text tokens join the joint attention
-  sequence, and a boolean mask lets each of them see only its own box's image tokens.
+  sequence, and a boolean mask lets each of them see only its own box's image tokens. ``joint_attention_bias`` adds
+  the edits' weights: an image token in box ``i`` pays ``s_i`` times the attention it otherwise would to region
+  ``i``'s text (a log-weight added to those logits), as ``s_i`` weighs the local prediction in blend mode.
 """
 
 from __future__ import annotations
@@ -156,8 +158,33 @@ def joint_attention_mask(text_len: int, region_text_lens: Sequence[int], masks: 
     return allowed
 
 
-def attention_groups(allowed: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Split a boolean ``(L, L)`` attention mask into ``(query indices, key indices)`` groups of identical rows.
+def joint_attention_bias(
+    text_len: int, region_text_lens: Sequence[int], masks: torch.Tensor, weights: Sequence[float]
+) -> torch.Tensor:
+    """The ``(L, L)`` additive attention mask (float32) of ``joint_attention_mask`` with the edits' weights: ``-inf``
+    where that mask forbids, ``log(weights[i])`` where an image token attends to region ``i``'s text, 0 elsewhere.
+
+    Adding ``log s`` to a logit multiplies that key's unnormalised attention by ``s``: an image token in box ``i``
+    weighs the local prompt ``s_i`` times as much against the global prompt and the image as it would unweighted
+    (``s_i = 1``: exactly the boolean mask). Base-text and region-text queries are not reweighted.
+    """
+    allowed = joint_attention_mask(text_len, region_text_lens, masks)
+    if len(weights) != len(region_text_lens):
+        raise ValueError(f"need one weight per region: {len(region_text_lens)} regions, {len(weights)} weights")
+    bias = torch.zeros(allowed.shape, dtype=torch.float32)
+    image_start = text_len + sum(region_text_lens)
+    start = text_len
+    for length, weight in zip(region_text_lens, weights, strict=True):
+        bias[image_start:, start : start + length] = math.log(weight)
+        start += length
+    return bias.masked_fill(~allowed, float("-inf"))
+
+
+def attention_groups(
+    allowed: torch.Tensor, bias: torch.Tensor | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Split a boolean ``(L, L)`` attention mask into ``(query indices, key indices, key bias)`` groups of identical
+    rows (of ``allowed`` and, when given, of the additive ``bias``; a group's key bias is None where it is all 0).
 
     Attending each group's queries to exactly its allowed keys, without a mask, is the masked attention: a masked key
     adds exp(-inf) = 0 to the softmax. Unmasked calls keep fused kernels (FlashAttention) that a mask rules out. The
@@ -165,8 +192,17 @@ def attention_groups(allowed: torch.Tensor) -> list[tuple[torch.Tensor, torch.Te
     """
     if allowed.dim() != 2 or allowed.shape[0] != allowed.shape[1] or allowed.dtype != torch.bool:
         raise ValueError(f"need a square boolean mask, got {tuple(allowed.shape)} {allowed.dtype}")
-    rows, inverse = torch.unique(allowed, dim=0, return_inverse=True)
-    return [((inverse == g).nonzero().flatten(), rows[g].nonzero().flatten()) for g in range(rows.shape[0])]
+    if bias is not None and bias.shape != allowed.shape:
+        raise ValueError(f"bias {tuple(bias.shape)} does not match the mask {tuple(allowed.shape)}")
+    finite = torch.zeros(allowed.shape) if bias is None else torch.where(allowed, bias.float(), 0.0)
+    rows, inverse = torch.unique(torch.cat([allowed.float(), finite], dim=1), dim=0, return_inverse=True)
+    groups = []
+    for g in range(rows.shape[0]):
+        queries = (inverse == g).nonzero().flatten()
+        keys = allowed[queries[0]].nonzero().flatten()
+        key_bias = finite[queries[0], keys]
+        groups.append((queries, keys, key_bias if bool(key_bias.ne(0).any()) else None))
+    return groups
 
 
 @dataclass(frozen=True)
@@ -179,7 +215,9 @@ class RegionalLayout:
     region's text, its box's image tokens). ``token_region`` ``(R,)`` names each region-text token's region, -1 for
     padding: padding tokens (added only so that shapes fall into a few buckets, for ``torch.compile``) are seen by
     nobody and see only the base text, so they change nothing. Base text and image queries also see the base text
-    and every image token: that part needs no mask at all.
+    and every image token: that part needs no mask at all. ``extra_bias`` ``(T + S, R)`` float32 is ``extra_mask``
+    as an additive mask with the edits' weights (``joint_attention_bias``): ``log s_i`` where an image token sees
+    region ``i``'s text, 0 where base text does, ``-inf`` where nobody may look.
     """
 
     text_len: int
@@ -187,6 +225,7 @@ class RegionalLayout:
     token_region: torch.Tensor
     extra_mask: torch.Tensor
     region_mask: torch.Tensor
+    extra_bias: torch.Tensor
 
     @property
     def region_len(self) -> int:
@@ -203,21 +242,39 @@ class RegionalLayout:
         allowed[t : t + r] = self.region_mask
         return allowed
 
+    def bias(self) -> torch.Tensor:
+        """The whole ``(L, L)`` additive mask (float32): equal to ``joint_attention_bias`` when there is no padding."""
+        allowed = self.allowed()
+        t, r = self.text_len, self.region_len
+        bias = torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device)
+        main = torch.cat([torch.arange(t), torch.arange(t + r, allowed.shape[0])]).to(allowed.device)
+        bias[main, t : t + r] = self.extra_bias.float()
+        return bias.masked_fill(~allowed, float("-inf"))
+
     def to(self, device: torch.device | str) -> RegionalLayout:
         return RegionalLayout(self.text_len, self.image_len, *(x.to(device) for x in self._tensors()))
 
-    def _tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.token_region, self.extra_mask, self.region_mask
+    def _tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.token_region, self.extra_mask, self.region_mask, self.extra_bias
 
 
 def regional_layout(
-    text_len: int, region_text_lens: Sequence[int], masks: torch.Tensor, pad_to: int | None = None
+    text_len: int,
+    region_text_lens: Sequence[int],
+    masks: torch.Tensor,
+    pad_to: int | None = None,
+    weights: Sequence[float] | None = None,
 ) -> RegionalLayout:
     """The ``RegionalLayout`` of ``text_len`` base-text tokens, one run of region-text tokens per box (``masks`` as
-    from ``token_masks``), padded with invisible tokens to ``pad_to`` region-text tokens in all when given."""
+    from ``token_masks``), padded with invisible tokens to ``pad_to`` region-text tokens in all when given;
+    ``weights`` (one per region, > 0; default 1) reweigh what image tokens pay each region's text
+    (``joint_attention_bias``)."""
     n = len(region_text_lens)
     if masks.shape[0] != n:
         raise ValueError(f"need one token mask per region: {n} regions, {masks.shape[0]} masks")
+    weights = [1.0] * n if weights is None else [float(w) for w in weights]
+    if len(weights) != n or not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ValueError(f"need one finite weight > 0 per region: {n} regions, weights {weights}")
     real = sum(region_text_lens)
     total = real if pad_to is None else pad_to
     if total < real:
@@ -234,4 +291,8 @@ def regional_layout(
     same_region = (token_region[:, None] == token_region[None, :]) & real_token[:, None]
     region = torch.cat([torch.ones(total, text_len, dtype=torch.bool), same_region, own], dim=1)
     region[~real_token, text_len : text_len + total] = torch.eye(total, dtype=torch.bool)[~real_token]
-    return RegionalLayout(text_len, image_len, token_region, extra, region)
+    # Each region-text token's log-weight (R,); padding (region -1) takes the appended 0 and is masked anyway.
+    log_weight = torch.tensor([math.log(w) for w in weights] + [0.0], dtype=torch.float32)[token_region]
+    bias = torch.cat([torch.zeros(text_len, total), log_weight.expand(image_len, total)], dim=0)
+    bias = bias.masked_fill(~extra, float("-inf"))
+    return RegionalLayout(text_len, image_len, token_region, extra, region, bias)
