@@ -19,7 +19,9 @@ DEMO_SETTINGS = {
     "critic.max_new_tokens": 64,
 }
 # The closed world's example: a held-out prompt of `artaug world bench --quick` whose first painting has a square
-# where the triangle should be; the default loop fixes it (picked from that run to show, not measured by it).
+# where the triangle should be; the default loop fixes it (picked from that run to show, not measured by it). Its
+# round 1 paints the triangle and, re-denoising the whole picture, loses the square's shape; round 2 asks for the
+# square and paints it back, so the world part always runs WORLD_ROUNDS rounds (``--rounds`` is the tiny parts').
 WORLD_PROMPT = "a triangle at the bottom and a square at the top"
 WORLD_SEED = 817757975
 WORLD_ROUNDS = 2
@@ -89,7 +91,7 @@ def run_demo(args: argparse.Namespace) -> int:
     # 5. The closed world (artaug.world): a painter trained here on scenes of shapes, and a critic that really looks
     #    (a detector). Its first painting misses part of the prompt; the critique asks for it by box; the repaint
     #    paints it. The tiny models above prove the plumbing; this one shows the method doing what it claims.
-    world_config = config_from_args(args, presets={**world_overrides(), "loop.rounds": WORLD_ROUNDS})
+    world_config = config_from_args(args, presets=world_overrides()).updated({"loop.rounds": WORLD_ROUNDS})
     world = Components.load(world_config)
     result = paint(WORLD_PROMPT, config=world_config, output=out / "world_run", components=world, seed=WORLD_SEED,
                    on_event=ProgressPrinter())  # fmt: skip
