@@ -14,7 +14,7 @@ def test_defaults_are_the_real_models():
     assert config.critic.model == "Qwen/Qwen2-VL-7B-Instruct"
     assert (config.painter.height, config.painter.width, config.painter.num_inference_steps) == (1024, 1024, 28)
     assert config.painter.guidance_scale == 3.5
-    assert config.loop.rounds == 2 and config.loop.regional == "attention" and config.loop.strength == 1.0
+    assert config.loop.rounds == 2 and config.loop.regional == "attention" and config.loop.strength == 0.8
 
 
 def test_toml_then_overrides_and_dump_round_trip(tmp_path):

@@ -19,9 +19,8 @@ DEMO_SETTINGS = {
     "critic.max_new_tokens": 64,
 }
 # The closed world's example: a held-out prompt of `artaug world bench --quick` whose first painting has a square
-# where the triangle should be; the default loop fixes it (picked from that run to show, not measured by it). Its
-# round 1 paints the triangle and, re-denoising the whole picture, loses the square's shape; round 2 asks for the
-# square and paints it back, so the world part always runs WORLD_ROUNDS rounds (``--rounds`` is the tiny parts').
+# where the triangle should be; the default loop fixes it in round 1 (picked from that run to show, not measured by
+# it). The world part runs the bench's WORLD_ROUNDS rounds whatever ``--rounds`` says (that flag is the tiny parts').
 WORLD_PROMPT = "a triangle at the bottom and a square at the top"
 WORLD_SEED = 817757975
 WORLD_ROUNDS = 2
