@@ -28,9 +28,10 @@ from artaug.synth.prompts import PromptRecord
 from artaug.world import world_overrides
 from artaug.world.grammar import CATEGORIES, split_prompts
 
-# How pairs are made: the loop in attention mode with a full re-denoise from the seed's noise, 2 rounds (attention@1.0
-# took the quick held-out set from 0.33 to 0.56 in one round, attention@0.4 only to 0.375), the world metric's
-# partial score as the judge. The filters need no CLIP weights:
+# How pairs are made: the loop in attention mode with a full re-denoise from the seed's noise, 2 rounds (chosen when
+# attention mode still ignored the edits' weights: attention@1.0 then took the quick held-out set from 0.33 to 0.56 in
+# one round, attention@0.4 only to 0.375; the loop's default is now 0.8, the LoRA stage was measured at 1.0), the
+# world metric's partial score as the judge. The filters need no CLIP weights:
 # - revised: the loop accepted a revision (otherwise after == before, nothing to learn);
 # - not_broken: the broken-image gate (pixel statistics);
 # - the "aesthetic gain" filter reads the judge's ``world`` score: the after image must meet strictly more of the
