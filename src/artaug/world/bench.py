@@ -29,7 +29,6 @@ line per painting) and ``report.html`` (tables, an accuracy-vs-cost plot, image 
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import io
 import json
@@ -273,8 +272,7 @@ def bench(
     paintings = _painting_lines(rows, ["first", *(c.name for c in conditions)])
     if lora:
         results["lora"], lora_rows = _lora(out, config, items, rounds, synth_prompts, quick, log)
-        for row, lora_row in zip(rows, lora_rows, strict=True):
-            row["lora"], row["lora+loop"] = lora_row["first"], lora_row["default"]
+        _attach(rows, lora_rows, "lora")
         results["lora"] |= summarise(rows, "lora") | {"passes_ratio": 1.0}
         results["lora"]["with_loop"] = summarise(rows, "lora+loop")
         paintings += _painting_lines(rows, ["lora", "lora+loop"])
@@ -283,8 +281,7 @@ def bench(
     if bootstrap:
         results["bootstrap"], boot_rows = _bootstrap(out, config, items, rounds, log)
         if boot_rows is not None:
-            for row, boot_row in zip(rows, boot_rows, strict=True):
-                row["boot"], row["boot+loop"] = boot_row["first"], boot_row["default"]
+            _attach(rows, boot_rows, "boot")
             results["bootstrap"]["one_pass"] = summarise(rows, "boot") | {"passes_ratio": 1.0}
             results["bootstrap"]["with_loop"] = summarise(rows, "boot+loop")
             paintings += _painting_lines(rows, ["boot", "boot+loop"])
@@ -310,10 +307,7 @@ def _lora(out: Path, config: Config, items, rounds: int, synth_prompts: int | No
     count = synth_prompts if synth_prompts is not None else SYNTH_PROMPTS
     log(f"distilling a LoRA from pairs synthesised on {count} synth prompts")
     made = distill_lora(out / "lora_run", prompts=count, log=log)
-    lora_config = config.updated({"painter.lora": str(made["lora"])})
-    painter = FluxPainter.from_config(lora_config.painter)
-    default = Condition("default", config.loop.regional, config.loop.strength)
-    rows = evaluate(painter, items, (default,), lora_config, out, rounds=rounds, tag="lora-", log=log)
+    rows = _paint_with_lora(out, config, items, rounds, str(made["lora"]), "lora-", log)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in made.items()}, rows
 
 
@@ -323,11 +317,21 @@ def _bootstrap(out: Path, config: Config, items, rounds: int, log: Log):
     made = bootstrap_stage(out / "bootstrap_run", log=log, **{"painter.model": str(config.painter.model)})
     if not made["final_lora"]:
         return made, None
-    boot_config = config.updated({"painter.lora": made["final_lora"]})
-    painter = FluxPainter.from_config(boot_config.painter)
+    return made, _paint_with_lora(out, config, items, rounds, made["final_lora"], "boot-", log)
+
+
+def _paint_with_lora(out: Path, config: Config, items, rounds: int, lora: str, tag: str, log: Log) -> list[dict]:
+    """The held-out rows (one pass and the default loop) painted with ``lora`` fused into the painter."""
+    lora_config = config.updated({"painter.lora": lora})
+    painter = FluxPainter.from_config(lora_config.painter)
     default = Condition("default", config.loop.regional, config.loop.strength)
-    rows = evaluate(painter, items, (default,), boot_config, out, rounds=rounds, tag="boot-", log=log)
-    return made, rows
+    return evaluate(painter, items, (default,), lora_config, out, rounds=rounds, tag=tag, log=log)
+
+
+def _attach(rows: list[dict], extra: list[dict], name: str) -> None:
+    """Put ``extra``'s one pass and default loop into ``rows`` as conditions ``name`` and ``name+loop``."""
+    for row, other in zip(rows, extra, strict=True):
+        row[name], row[f"{name}+loop"] = other["first"], other["default"]
 
 
 # ----------------------------------------------------------------------------------------- the self-bootstrap stage
@@ -345,23 +349,17 @@ def gate_records(count: int = GATE_PROMPTS, seed: int = 0) -> list[PromptRecord]
     """The bootstrap gate's held-out prompts: ``count`` prompts of the *train* split (never eval: the bench measures
     on eval; never synth: the pairs are made there), the categories in turn, each category's train prompts in their
     fixed hash order and cycled; ids and seeds from (seed, position, prompt), so a repeated prompt gets a new seed."""
+    from artaug.world.distill import prompt_records
+
     if count < 1:
         raise ValueError(f"the gate needs at least one prompt, got {count}")
-    records = []
-    for i in range(count):
-        category = CATEGORIES[i % len(CATEGORIES)]
-        prompts = split_prompts(category, "train")
-        prompt = prompts[(i // len(CATEGORIES)) % len(prompts)]
-        digest = hashlib.sha256(f"world-gate:{seed}:{i}:{prompt}".encode()).hexdigest()
-        records.append(
-            PromptRecord(
-                id=f"g{i:05d}-{digest[:8]}",
-                prompt=prompt,
-                seed=int(digest[8:16], 16) & 0x7FFFFFFF,
-                meta={"category": category},
-            )
-        )
-    return records
+    categories = [CATEGORIES[i % len(CATEGORIES)] for i in range(count)]
+    prompts = []
+    for i, category in enumerate(categories):
+        train = split_prompts(category, "train")
+        prompts.append(train[(i // len(CATEGORIES)) % len(train)])
+    metas = [{"category": c} for c in categories]
+    return prompt_records(prompts, seed, salt="world-gate", id_prefix="g", metas=metas)
 
 
 def bootstrap_stage(

@@ -99,14 +99,27 @@ def synthesis_prompts(count: int, seed: int = 0) -> list[str]:
     return out
 
 
-def prompt_records(prompts: list[str], seed: int = 0) -> list[PromptRecord]:
-    """One ``PromptRecord`` per list entry: ids and first-painting seeds from (seed, position, prompt), so a repeated
-    prompt is painted with another seed."""
+def prompt_records(
+    prompts: list[str],
+    seed: int = 0,
+    *,
+    salt: str = "world-synth",
+    id_prefix: str = "w",
+    metas: list[dict[str, Any]] | None = None,
+) -> list[PromptRecord]:
+    """One ``PromptRecord`` per list entry: ids and first-painting seeds from (salt, seed, position, prompt), so a
+    repeated prompt is painted with another seed; ``metas`` (one per prompt) become the records' ``meta``."""
     records = []
     for i, prompt in enumerate(prompts):
-        digest = hashlib.sha256(f"world-synth:{seed}:{i}:{prompt}".encode()).hexdigest()
+        digest = hashlib.sha256(f"{salt}:{seed}:{i}:{prompt}".encode()).hexdigest()
+        meta = metas[i] if metas is not None else {}
         records.append(
-            PromptRecord(id=f"w{i:05d}-{digest[:8]}", prompt=prompt, seed=int(digest[8:16], 16) & 0x7FFFFFFF)
+            PromptRecord(
+                id=f"{id_prefix}{i:05d}-{digest[:8]}",
+                prompt=prompt,
+                seed=int(digest[8:16], 16) & 0x7FFFFFFF,
+                meta=meta,
+            )
         )
     return records
 
